@@ -1,0 +1,1 @@
+"""REST blueprints, one per feature."""

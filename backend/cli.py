@@ -1,0 +1,134 @@
+"""The ``cmlfleet`` command.
+
+Imports of the product happen inside each command, so that ``web`` and ``demo``
+can patch the standard library for gevent before anything else loads.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+GEVENT_COMMANDS = {"demo"}
+
+
+def _settings(**overrides: Any) -> Any:
+    from backend.errors import ConfigError
+    from backend.settings import load_settings
+
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+def _connect(settings: Any) -> None:
+    from backend.connections import connect_mongo
+
+    connect_mongo(settings)
+
+
+@click.group()
+def cli() -> None:
+    """CML Fleet: a live control room for Cisco Modeling Labs workers on AWS."""
+    from backend.app import configure_logging
+
+    configure_logging()
+
+
+@cli.command()
+def init() -> None:
+    """Create indexes, the history collection and the first admin."""
+    from backend.bootstrap import initialise
+
+    settings = _settings()
+    _connect(settings)
+    for line in initialise(settings):
+        click.echo(line)
+
+
+@cli.group()
+def users() -> None:
+    """Manage accounts."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "user"]), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+def users_add(name: str, role: str, password_stdin: bool) -> None:
+    """Add the account NAME with ROLE."""
+    from backend.auth import check_password_strength, create_user
+    from backend.models import User
+
+    settings = _settings()
+    _connect(settings)
+    if User.objects(username=name).first() is not None:
+        raise click.ClickException(f"user {name!r} exists already")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_password_strength(password)
+        create_user(name, password, role)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"user {name} added with role {role}")
+
+
+@cli.command()
+@click.option("--workers", "processes", type=int, default=None, help="gunicorn workers")
+def web(processes: int | None) -> None:
+    """Serve the web app with gunicorn's gevent worker on $PORT."""
+    settings = _settings()
+    config = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        config,
+        "--bind",
+        f"0.0.0.0:{settings.port}",
+    ]
+    if processes:
+        argv += ["--workers", str(processes)]
+    argv.append("backend.wsgi:app")
+    os.execv(sys.executable, argv)
+
+
+@cli.command()
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--workers", "worker_count", type=int, default=12, show_default=True)
+@click.option(
+    "--interval",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="seconds between fleet refreshes",
+)
+def demo(port: int, worker_count: int, interval: float) -> None:
+    """Run everything in one process with embedded stand-ins."""
+    from backend.demo import run_demo
+
+    if worker_count < 0:
+        raise click.ClickException("--workers must be 0 or more")
+    if interval < 1:
+        raise click.ClickException("--interval must be at least 1 second")
+    run_demo(port=port, worker_count=worker_count, interval=interval)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in GEVENT_COMMANDS:
+        from gevent import monkey
+
+        monkey.patch_all()
+    cli()
+
+
+if __name__ == "__main__":
+    main()

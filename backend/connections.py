@@ -1,0 +1,96 @@
+"""Connections to Redis and MongoDB, made once per process from the settings.
+
+``fakeredis://`` and ``mongomock://`` select in-process stand-ins, used by the
+embedded demo and the tests; nothing else in the product knows the difference.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+import mongoengine
+import redis
+
+from backend.settings import Settings
+
+# A short socket timeout keeps /readyz and request handlers from hanging on a
+# stalled Redis; blocking readers (the event hub) open their own connection.
+REDIS_TIMEOUT_SECONDS = 1.5
+MONGO_TIMEOUT_MS = 1500
+
+# redis-py's annotations describe decoded and raw replies as one union; our
+# clients always return raw bytes, so callers treat replies as bytes.
+RedisClient: TypeAlias = Any
+
+_fake_servers: dict[str, Any] = {}
+_fake_lock = threading.Lock()
+
+
+def redis_from_url(
+    url: str, *, socket_timeout: float | None = REDIS_TIMEOUT_SECONDS
+) -> RedisClient:
+    """A Redis client for ``url``; ``fakeredis://name`` shares one in-process server."""
+    if url.startswith("fakeredis://"):
+        import fakeredis
+
+        name = urlsplit(url).netloc or "default"
+        with _fake_lock:
+            server = _fake_servers.setdefault(name, fakeredis.FakeServer())
+        return fakeredis.FakeRedis(server=server)
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=socket_timeout,
+        health_check_interval=30,
+    )
+
+
+def connect_mongo(settings: Settings, alias: str = "default") -> None:
+    """Register the mongoengine connection named ``alias`` for ``settings``."""
+    url = settings.mongodb_url
+    mongoengine.disconnect(alias=alias)
+    if url.startswith("mongomock://"):
+        import mongomock
+
+        parts = urlsplit(url)
+        database = parts.path.lstrip("/") or parts.netloc or "cmlfleet"
+        mongoengine.connect(
+            db=database,
+            alias=alias,
+            host="mongodb://localhost",
+            mongo_client_class=mongomock.MongoClient,
+            uuidRepresentation="standard",
+            tz_aware=True,
+        )
+        return
+    mongoengine.connect(
+        host=url,
+        alias=alias,
+        serverSelectionTimeoutMS=MONGO_TIMEOUT_MS,
+        connectTimeoutMS=MONGO_TIMEOUT_MS,
+        socketTimeoutMS=10_000,
+        uuidRepresentation="standard",
+        tz_aware=True,
+    )
+
+
+def is_mongomock(alias: str = "default") -> bool:
+    """True when the connection named ``alias`` is the in-process stand-in."""
+    client = mongoengine.get_connection(alias)
+    return type(client).__module__.startswith("mongomock")
+
+
+def settings() -> Settings:
+    """The settings of the running app."""
+    from flask import current_app
+
+    return current_app.extensions["cmlfleet.settings"]
+
+
+def redis_client() -> RedisClient:
+    """The shared Redis client of the running app."""
+    from flask import current_app
+
+    return current_app.extensions["cmlfleet.redis"]

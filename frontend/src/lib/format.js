@@ -1,0 +1,81 @@
+// Turning API values into short text. Every function answers '—' for a value that is absent,
+// so templates need no guards of their own.
+
+export const EMPTY = '—'
+
+export const isNumber = (value) => typeof value === 'number' && Number.isFinite(value)
+
+export function formatPercent(value) {
+  if (!isNumber(value)) return EMPTY
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)}%`
+}
+
+export function formatNumber(value) {
+  if (!isNumber(value)) return EMPTY
+  return value.toLocaleString('en')
+}
+
+const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
+
+export function formatBytes(bytes) {
+  if (!isNumber(bytes)) return EMPTY
+
+  let value = bytes
+  let unit = 0
+  while (Math.abs(value) >= 1024 && unit < BYTE_UNITS.length - 1) {
+    value /= 1024
+    unit += 1
+  }
+  const digits = unit === 0 || value >= 100 ? 0 : 1
+  return `${value.toFixed(digits)} ${BYTE_UNITS[unit]}`
+}
+
+export function parseTime(value) {
+  if (!value) return null
+  const ms = typeof value === 'number' ? value : Date.parse(value)
+  return Number.isNaN(ms) ? null : ms
+}
+
+export function formatDateTime(value) {
+  const ms = parseTime(value)
+  if (ms === null) return EMPTY
+  return new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' })
+}
+
+/** "12 s ago", "5 min ago", "3 h ago", "2 d ago"; clock skew never shows as the future. */
+export function formatAgo(value, now = Date.now()) {
+  const ms = parseTime(value)
+  if (ms === null) return 'never'
+
+  const seconds = Math.max(0, Math.floor((now - ms) / 1000))
+  if (seconds < 60) return `${seconds} s ago`
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`
+  return `${Math.floor(seconds / 86400)} d ago`
+}
+
+export function formatSeconds(seconds) {
+  if (!isNumber(seconds)) return EMPTY
+  if (seconds % 3600 === 0 && seconds >= 3600) return `${seconds / 3600} h`
+  if (seconds % 60 === 0 && seconds >= 60) return `${seconds / 60} min`
+  return `${seconds} s`
+}
+
+/** 'IN_COMPLIANCE' -> 'In compliance', 'shutting-down' -> 'Shutting down'. */
+export function humanize(value) {
+  if (value === null || value === undefined || value === '') return EMPTY
+  const words = String(value).replace(/[_-]+/g, ' ').trim().toLowerCase()
+  return words.charAt(0).toUpperCase() + words.slice(1)
+}
+
+export function formatYesNo(value) {
+  if (value === true) return 'Yes'
+  if (value === false) return 'No'
+  return EMPTY
+}
+
+export function errorText(error) {
+  if (!error) return ''
+  if (typeof error === 'string') return error
+  return error.message || error.description || JSON.stringify(error)
+}

@@ -1,0 +1,195 @@
+"""Shared fixtures: a real Redis (started when none answers), mongomock storage."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def start_redis_server(port: int, workdir: str) -> subprocess.Popen[bytes]:
+    """Start a throwaway redis-server on ``port`` and wait until it answers."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed; `make test` installs it")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not _answers("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"redis-server on port {port} did not start")
+        time.sleep(0.05)
+    return process
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a Redis that answers: 6379 if one runs, else our own."""
+    if _answers("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379"
+        return
+    process = start_redis_server(6390, str(tmp_path_factory.mktemp("redis")))
+    yield "redis://127.0.0.1:6390"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    """A flushed Redis database for one test (``TEST_REDIS_DB``, default 15)."""
+    url = f"{redis_server}/{os.environ.get('TEST_REDIS_DB', '15')}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+# --- the web app --------------------------------------------------------------
+
+import itertools  # noqa: E402
+
+from backend.settings import Settings, load_settings  # noqa: E402
+
+_databases = itertools.count()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def quick_password_hashing():
+    """Argon2id with a small cost: the same algorithm, a fraction of the time."""
+    from argon2 import PasswordHasher
+
+    from backend import auth
+
+    original = auth.hasher
+    auth.hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    auth.hasher = original
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    env = {
+        "SECRET_KEY": "test-secret-key-0123456789",
+        "REDIS_URL": redis_url,
+        "MONGODB_URL": f"mongomock://localhost/cmlfleet_test_{next(_databases)}",
+        "CML_PASSWORD": "admin",
+        "CML_ENDPOINT": "https://127.0.0.1:9443/{instance_id}",
+        "SSE_HEARTBEAT_SECONDS": "1",
+    }
+    return load_settings(env, environment="test")
+
+
+@pytest.fixture
+def app(settings: Settings):
+    from backend.app import create_app
+    from backend.bootstrap import initialise
+
+    app = create_app(settings, TESTING=True)
+    with app.app_context():
+        list(initialise(settings))
+    yield app
+    import mongoengine
+
+    from backend.app import close_app
+
+    close_app(app)
+    mongoengine.disconnect()
+
+
+class ApiClient:
+    """A Flask test client that signs in and sends the CSRF header like the SPA."""
+
+    def __init__(self, app, username: str | None = None, password: str = "") -> None:
+        self.client = app.test_client()
+        self.csrf = ""
+        if username:
+            response = self.client.post(
+                "/api/auth/login", json={"username": username, "password": password}
+            )
+            assert response.status_code == 200, response.get_json()
+            self.csrf = response.get_json()["csrf_token"]
+
+    def request(self, method: str, path: str, **kwargs):
+        headers = kwargs.pop("headers", {})
+        if self.csrf and "X-CSRF-Token" not in headers:
+            headers["X-CSRF-Token"] = self.csrf
+        return self.client.open(path, method=method, headers=headers, **kwargs)
+
+    def get(self, path: str, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs):
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs):
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs):
+        return self.request("DELETE", path, **kwargs)
+
+
+ADMIN = ("alice", "alice-password-1")
+USER = ("bob", "bob-password-12")
+
+
+@pytest.fixture
+def accounts(app):
+    from backend.auth import create_user
+
+    with app.app_context():
+        create_user(*ADMIN, "admin")
+        create_user(*USER, "user")
+    return {"admin": ADMIN, "user": USER}
+
+
+@pytest.fixture
+def anonymous(app, accounts) -> ApiClient:
+    return ApiClient(app)
+
+
+@pytest.fixture
+def admin(app, accounts) -> ApiClient:
+    return ApiClient(app, *ADMIN)
+
+
+@pytest.fixture
+def user(app, accounts) -> ApiClient:
+    return ApiClient(app, *USER)
