@@ -12,8 +12,8 @@ from apiflask import APIFlask
 from apiflask.exceptions import HTTPError
 from flask import Response, jsonify, send_from_directory
 
-from backend import auth
-from backend.api import health, workers
+from backend import auth, stream, telemetry
+from backend.api import health, metrics, workers
 from backend.connections import connect_mongo, redis_from_url
 from backend.settings import Settings, load_settings
 
@@ -119,6 +119,9 @@ def create_app(settings: Settings | None = None, **config: Any) -> APIFlask:
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(workers.bp)
+    stream.init_app(app)
+    app.register_blueprint(metrics.bp)
+    telemetry.init_app(app)
     register_spa(app)
     return app
 

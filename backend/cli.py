@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-GEVENT_COMMANDS = {"demo"}
+GEVENT_COMMANDS = {"demo", "simulate-cml"}
 
 
 def _settings(**overrides: Any) -> Any:
@@ -99,6 +99,112 @@ def web(processes: int | None) -> None:
         argv += ["--workers", str(processes)]
     argv.append("backend.wsgi:app")
     os.execv(sys.executable, argv)
+
+
+@cli.command()
+@click.option("--burst", is_flag=True, help="Run the queued jobs, then exit.")
+def worker(burst: bool) -> None:
+    """Run refresh, lifecycle and lab jobs (an RQ worker)."""
+    from rq import Worker as RQWorker
+
+    from backend.connections import redis_from_url
+    from backend.jobs import queue
+
+    settings = _settings()
+    _connect(settings)
+    # The worker blocks on the queue for long stretches: no socket timeout here.
+    redis = redis_from_url(settings.redis_url, socket_timeout=None)
+    RQWorker([queue(redis)], connection=redis).work(burst=burst, with_scheduler=False)
+
+
+@cli.command()
+@click.option(
+    "--poll",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="seconds between checks for jobs that are due",
+)
+def scheduler(poll: float) -> None:
+    """Register the periodic fleet refresh and enqueue it on time."""
+    from rq_scheduler import Scheduler
+
+    from backend.connections import redis_from_url
+    from backend.jobs import QUEUE_NAME, register_schedule
+
+    settings = _settings()
+    redis = redis_from_url(settings.redis_url, socket_timeout=None)
+    scheduler = Scheduler(queue_name=QUEUE_NAME, connection=redis, interval=poll)
+    outcome = register_schedule(scheduler, settings.refresh_interval_seconds)
+    click.echo(f"fleet refresh every {settings.refresh_interval_seconds} s ({outcome})")
+    scheduler.run()
+
+
+@cli.command()
+@click.option("--worker", "worker_id", default=None, help="refresh only this worker")
+def refresh(worker_id: str | None) -> None:
+    """Refresh the fleet (or one worker) now, in the foreground."""
+    from backend import jobs
+    from backend.refresh import refresh as run_refresh
+
+    settings = _settings()
+    _connect(settings)
+    ctx = jobs.build_context(settings)
+    try:
+        if worker_id is None:
+            with jobs.lease(ctx.redis, jobs.LEASE_KEY) as acquired:
+                if not acquired:
+                    raise click.ClickException(
+                        "another fleet refresh is running; try again when it ends"
+                    )
+                outcome = run_refresh(ctx)
+        else:
+            outcome = run_refresh(ctx, worker_id=worker_id)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(outcome.summary())
+    if outcome.failed:
+        sys.exit(1)
+
+
+@cli.command("simulate-cml")
+@click.option("--port", type=int, default=9443, show_default=True)
+@click.option(
+    "--controllers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="controllers to create up front (others appear on first use)",
+)
+@click.option("--http", "plain_http", is_flag=True, help="serve plain HTTP, not HTTPS")
+@click.option(
+    "--token-lifetime",
+    type=float,
+    default=86400,
+    show_default=True,
+    help="seconds a token stays valid",
+)
+@click.option(
+    "--drift",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="how fast numbers and labs change (0 holds them still)",
+)
+def simulate_cml(
+    port: int, controllers: int, plain_http: bool, token_lifetime: float, drift: float
+) -> None:
+    """Serve simulated CML 2.9 controllers under /<controller-id>/api/v0/."""
+    from backend.simulator import serve_forever
+
+    serve_forever(
+        "127.0.0.1",
+        port,
+        use_tls=not plain_http,
+        controllers=controllers,
+        token_lifetime=token_lifetime,
+        drift=drift,
+    )
 
 
 @cli.command()

@@ -12,6 +12,15 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+pytest_plugins = ["fleet_fixtures"]
+
+# moto reads its machine images when it is first imported: a small catalogue of
+# CML images instead of thousands of public ones keeps every AWS test quick.
+os.environ.setdefault(
+    "MOTO_AMIS_PATH",
+    os.path.join(os.path.dirname(__file__), os.pardir, "backend", "demo_amis.json"),
+)
+
 
 def _answers(host: str, port: int) -> bool:
     try:
@@ -118,7 +127,28 @@ def settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings):
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy credentials, so nothing can ever reach a real AWS account."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def mocked_aws(aws_credentials):
+    """moto's in-process AWS for the length of a test."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def app(settings: Settings, mocked_aws):
     from backend.app import create_app
     from backend.bootstrap import initialise
 

@@ -28,6 +28,23 @@ ROUTES = [
     ("GET", "/api/workers", "user", None),
     ("GET", f"/api/workers/{WORKER}", "user", None),
     ("GET", f"/api/workers/{WORKER}/labs", "user", None),
+    ("GET", "/api/workers/events", "user", None),
+    ("GET", "/api/workers/ws", "user", None),
+    ("GET", f"/api/workers/{WORKER}/metrics", "user", None),
+    ("POST", f"/api/workers/{WORKER}/refresh", "user", None),
+    ("POST", "/api/workers", "admin", {"name": "new", "region": "us-east-1"}),
+    ("POST", "/api/workers/import", "admin", {"region": "us-east-1"}),
+    ("POST", f"/api/workers/{WORKER}/start", "admin", None),
+    ("POST", f"/api/workers/{WORKER}/stop", "admin", None),
+    ("DELETE", f"/api/workers/{WORKER}", "admin", None),
+    ("PUT", f"/api/workers/{WORKER}/monitoring", "admin", {"enabled": True}),
+    (
+        "POST",
+        f"/api/workers/{WORKER}/labs/{LAB}/<any(start, stop, wipe):verb>",
+        "admin",
+        None,
+    ),
+    ("GET", "/metrics", "anyone", None),
 ]
 
 
@@ -40,6 +57,7 @@ def _concrete(path: str, fleet) -> str:
         path.replace(WORKER, fleet["running"])
         .replace(LAB, "lab-1")
         .replace("<path:path>", "workers/abc")
+        .replace("<any(start, stop, wipe):verb>", "start")
     )
 
 
