@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import WatchError
 from rq import Queue, get_current_job
 from rq.job import Job, JobStatus
 
@@ -69,16 +70,25 @@ def queue(redis: RedisClient) -> Queue:
 
 # --- the lease -----------------------------------------------------------------
 
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
+
+def _if_holder(redis: RedisClient, key: str, token: str, action: Any) -> bool:
+    """Run ``action`` on a pipeline only while ``token`` still holds ``key``.
+
+    WATCH/MULTI rather than a Lua script, so the in-process Redis of the demo,
+    which runs no scripts, behaves the same.
+    """
+    with redis.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            if pipe.get(key) != token.encode():
+                pipe.unwatch()
+                return False
+            pipe.multi()
+            action(pipe)
+            pipe.execute()
+        except WatchError:
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -98,7 +108,7 @@ def lease(redis: RedisClient, key: str, ttl_seconds: float = 30.0) -> Iterator[b
 
     def renew() -> None:
         while not stop.wait(ttl_seconds / 3):
-            if not redis.eval(_RENEW, 1, key, token, ttl_ms):
+            if not _if_holder(redis, key, token, lambda p: p.pexpire(key, ttl_ms)):
                 log.warning("lease %s: lost before the run finished", key)
                 return
 
@@ -109,7 +119,7 @@ def lease(redis: RedisClient, key: str, ttl_seconds: float = 30.0) -> Iterator[b
     finally:
         stop.set()
         renewer.join(timeout=5)
-        redis.eval(_RELEASE, 1, key, token)
+        _if_holder(redis, key, token, lambda p: p.delete(key))
 
 
 # --- refresh jobs ----------------------------------------------------------------

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from backend import demo_aws
+
 pytest_plugins = ["fleet_fixtures"]
 
 # moto reads its machine images when it is first imported: a small catalogue of
 # CML images instead of thousands of public ones keeps every AWS test quick.
-os.environ.setdefault(
-    "MOTO_AMIS_PATH",
-    os.path.join(os.path.dirname(__file__), os.pardir, "backend", "demo_amis.json"),
-)
+demo_aws.use_cml_images()
+demo_aws.add_monitoring_calls()
 
 
 def _answers(host: str, port: int) -> bool:
