@@ -16,6 +16,8 @@ IMAGES = Path(__file__).with_name("demo_amis.json")
 def use_cml_images() -> None:
     """Point moto at our image catalogue; call before moto is first imported."""
     os.environ.setdefault("MOTO_AMIS_PATH", str(IMAGES))
+    # AWS refuses an image id it does not know; moto only does when asked to.
+    os.environ.setdefault("MOTO_ENABLE_AMI_VALIDATION", "true")
 
 
 def _set_monitoring(response: Any, enabled: bool) -> Any:

@@ -395,17 +395,23 @@ def _now() -> datetime:
 
 def sync_labs(changes: Iterable[WorkerChange]) -> None:
     """Bring the labs collection in line with what CML reported; mark what changed."""
+    read = [change for change in changes if change.labs is not None]
+    if not read:
+        return
     labs = Lab._get_collection()
-    for change in changes:
-        if change.labs is None:
-            continue
-        stored = {
-            lab.lab_id: lab.to_dict() for lab in Lab.objects(worker_id=change.worker_id)
-        }
-        fresh = {lab["lab_id"]: lab for lab in change.labs}
-        now = _now()
+    stored: dict[str, dict[str, dict[str, Any]]] = {}
+    cursor = labs.find(
+        {"worker_id": {"$in": [change.worker_id for change in read]}},
+        {"_id": 0, "worker_id": 1, "lab_id": 1, **dict.fromkeys(LAB_FIELDS, 1)},
+    )
+    for document in cursor:
+        stored.setdefault(document["worker_id"], {})[document["lab_id"]] = document
+    now = _now()
+    for change in read:
+        known = stored.get(change.worker_id, {})
+        fresh = {lab["lab_id"]: lab for lab in change.labs or []}
         for lab_id, lab in fresh.items():
-            old = stored.get(lab_id)
+            old = known.get(lab_id)
             if old is not None and not diff(old, {k: lab.get(k) for k in LAB_FIELDS}):
                 continue
             document = {"worker_id": change.worker_id, **lab, "synced_at": now}
@@ -413,7 +419,7 @@ def sync_labs(changes: Iterable[WorkerChange]) -> None:
                 {"worker_id": change.worker_id, "lab_id": lab_id}, document, upsert=True
             )
             change.labs_changed = True
-        gone = set(stored) - set(fresh)
+        gone = set(known) - set(fresh)
         if gone:
             labs.delete_many(
                 {"worker_id": change.worker_id, "lab_id": {"$in": list(gone)}}

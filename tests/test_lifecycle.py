@@ -1,12 +1,12 @@
 """Admin actions through the API, carried out by a real RQ worker against moto."""
 
 import pytest
+from fleet_fixtures import published
 from rq import SimpleWorker
 
 from backend import jobs
 from backend.models import AuditEntry, Lab, Worker
 from backend.refresh import refresh
-from fleet_fixtures import published
 
 
 def run_jobs(redis_client) -> None:

@@ -3,14 +3,13 @@
 import threading
 
 import pytest
+from fleet_fixtures import published
 from prometheus_client.parser import text_string_to_metric_families
 from rq import SimpleWorker
 
 from backend import jobs
 from backend.models import Lab, Worker
 from backend.refresh import refresh
-from fleet_fixtures import published
-
 
 CML_FIELDS = [name for name in Worker._fields if name.startswith("cml_")]
 

@@ -42,7 +42,7 @@ from backend.simulator.tokens import TokenIssuer
 
 log = logging.getLogger(__name__)
 
-#: How long an outage holds a request before closing the connection unanswered.
+#: Longest an outage holds a request before closing its connection unanswered.
 OUTAGE_HOLD_SECONDS = 300.0
 _OUTAGE_POLL_SECONDS = 0.05
 _TRUE_WORDS = {"true", "1", "yes", "on"}
@@ -179,6 +179,8 @@ class SimulatorApp:
                 "use https://<host>:<port>/<controller-id>/ (virl2-client needs "
                 "the trailing slash).",
             )
+        if not rest.startswith(("/_sim/", "/api/v0/")):
+            return error_response(404)
 
         try:
             controller = self.fleet.controller(controller_id)
@@ -187,9 +189,7 @@ class SimulatorApp:
 
         if rest.startswith("/_sim/"):
             return self.control(controller, request, rest.removeprefix("/_sim"))
-        if rest.startswith("/api/v0/"):
-            return self.api(controller, request, rest.removeprefix("/api/v0"))
-        return error_response(404)
+        return self.api(controller, request, rest.removeprefix("/api/v0"))
 
     def index(self, request: Request) -> Response:
         return json_response(
@@ -218,22 +218,16 @@ class SimulatorApp:
         if request.method in ("PUT", "PATCH") and not isinstance(body, dict):
             return error_response(400, "The body must be a JSON object.")
 
+        handle = getattr(self, f"_control_{endpoint}")
         try:
-            if endpoint == "faults":
-                return self._faults(controller, request.method, body)
-            if endpoint == "config":
-                if request.method == "PATCH":
-                    controller.configure(**body)
-                return json_response(controller.settings())
+            response: Response = handle(controller, request.method, body)
         except ValueError as exc:
             return error_response(400, str(exc))
+        return response
 
-        with controller.lock:
-            if request.method == "DELETE":
-                controller.counters = Counters()
-            return json_response(controller.counters.as_dict())
-
-    def _faults(self, controller: Controller, method: str, body: Any) -> Response:
+    def _control_faults(
+        self, controller: Controller, method: str, body: dict[str, Any]
+    ) -> Response:
         if method == "PUT":
             faults = Faults.from_dict(body)
             if body.get("revoke_tokens"):
@@ -244,12 +238,28 @@ class SimulatorApp:
             controller.faults = Faults()
         return json_response(controller.faults.as_dict())
 
+    def _control_config(
+        self, controller: Controller, method: str, body: dict[str, Any]
+    ) -> Response:
+        if method == "PATCH":
+            controller.configure(**body)
+        return json_response(controller.settings())
+
+    def _control_stats(
+        self, controller: Controller, method: str, body: dict[str, Any]
+    ) -> Response:
+        with controller.lock:
+            if method == "DELETE":
+                controller.counters = Counters()
+            return json_response(controller.counters.as_dict())
+
     def api(self, controller: Controller, request: Request, path: str) -> Response:
         try:
             handler, args = _API_MAP.bind("cml").match(path, request.method)
         except HTTPException as exc:
             self._count(controller, "unknown")
-            return self._suffer_faults(controller) or error_response(exc.code or 404)
+            faulted = self._suffer_faults(controller)
+            return error_response(exc.code or 404) if faulted is None else faulted
 
         route = _ROUTES_BY_HANDLER[handler]
         self._count(controller, handler)
@@ -261,9 +271,13 @@ class SimulatorApp:
             return error_response(404)
 
         controller.advance()
-        call = Call(controller, request, args=args)
-        refusal = None if route.public else self._authorize(call)
-        refusal = refusal or self._resolve(call)
+        call = Call(controller, request, args=dict(args))
+        if not route.public:
+            refusal = self._authorize(call)
+            if refusal is not None:
+                return refusal
+
+        refusal = self._resolve(call)
         if refusal is not None:
             return refusal
 
@@ -282,11 +296,12 @@ class SimulatorApp:
             raise DropConnection
 
         if faults.outage:
+            # A request caught in an outage is never answered, even when the
+            # outage ends first: its client has long given up on it.
             deadline = time.monotonic() + self.outage_hold
             while controller.faults.outage and time.monotonic() < deadline:
                 gevent.sleep(_OUTAGE_POLL_SECONDS)
-            if controller.faults.outage:
-                raise DropConnection
+            raise DropConnection
 
         if faults.latency_ms:
             gevent.sleep(faults.latency_ms / 1000)
@@ -342,7 +357,7 @@ class SimulatorApp:
             return error_response(403, "Authentication failed!")
 
         user = controller.admin
-        return user, self.issuer.issue(controller, user, self.fleet.token_lifetime)
+        return user, self.issuer.issue(controller, user, controller.token_lifetime)
 
     # The API handlers, one per route, named api_<route handler>.
 
@@ -442,9 +457,7 @@ class SimulatorApp:
         assert call.lab is not None
         exclude = call.flag("exclude_configurations")
         with call.controller.lock:
-            return json_response(
-                responses.topology(call.controller, call.lab, exclude)
-            )
+            return json_response(responses.topology(call.controller, call.lab, exclude))
 
     def api_nodes(self, call: Call) -> Response:
         lab = call.lab

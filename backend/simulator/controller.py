@@ -281,11 +281,13 @@ class Controller:
         admin_username: str = "admin",
         version: str = DEFAULT_VERSION,
         drift: float = 1.0,
+        token_lifetime: float = 86400,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = controller_id
         self.version = version
         self.drift = drift
+        self.token_lifetime = token_lifetime
         self.ready = True
         self.healthy = True
         self.licensed = True
@@ -319,8 +321,12 @@ class Controller:
         return next((user for user in self.users if user.id == user_id), None)
 
     def configure(self, **settings: Any) -> None:
-        """Change version, ready, healthy, licensed or drift; ValueError if bad."""
-        unknown = set(settings) - {"version", "ready", "healthy", "licensed", "drift"}
+        """Change what the controller reports; ValueError names a bad setting.
+
+        Settings: ``version``, ``ready``, ``healthy``, ``licensed``, ``drift``
+        and ``token_lifetime`` (seconds, for tokens issued from now on).
+        """
+        unknown = set(settings) - set(self.settings())
         if unknown:
             raise ValueError(f"unknown setting: {sorted(unknown)[0]}")
 
@@ -329,9 +335,12 @@ class Controller:
         for flag in ("ready", "healthy", "licensed"):
             if flag in settings and not isinstance(settings[flag], bool):
                 raise ValueError(f"{flag} must be true or false")
-        drift = settings.get("drift", self.drift)
-        if isinstance(drift, bool) or not isinstance(drift, int | float) or drift < 0:
-            raise ValueError("drift must be a number, 0 or more")
+        for name in ("drift", "token_lifetime"):
+            value = settings.get(name, 1)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number")
+            if value < 0:
+                raise ValueError(f"{name} must not be negative")
 
         with self.lock:
             self.advance()
@@ -345,6 +354,7 @@ class Controller:
             "healthy": self.healthy,
             "licensed": self.licensed,
             "drift": self.drift,
+            "token_lifetime": self.token_lifetime,
         }
 
     def advance(self) -> None:
@@ -454,13 +464,13 @@ class Controller:
                     ),
                     memory_total=memory_total,
                     disk_total=disk_total,
-                    idle_cpu=rng.uniform(1.5, 6.0),
+                    idle_cpu=rng.uniform(4.0, 9.0),
                     base_memory=int(rng.uniform(1.5, 3.0) * GIB),
                     base_disk=int(disk_total * rng.uniform(0.12, 0.3)),
                     curve=(
-                        rng.uniform(1.5, 4.0),
+                        rng.uniform(1.0, 3.0),
                         rng.uniform(90, 180),
-                        rng.uniform(0.5, 2.0),
+                        rng.uniform(0.5, 1.5),
                         rng.uniform(23, 47),
                     ),
                 )
@@ -508,8 +518,7 @@ class Controller:
                     node_id=node_id,
                     label=kind.interface_label.format(n=slot, m=slot + 1),
                     slot=slot,
-                    mac_address="52:54:00:%02x:%02x:%02x"
-                    % (lab_index, position, rng.randint(0, 255)),
+                    mac_address=f"52:54:00:{lab_index:02x}:{position:02x}:{slot:02x}",
                 )
                 for slot in range(kind.interfaces)
             ]
@@ -587,6 +596,7 @@ class Fleet:
                     admin_username=self.username,
                     version=self.version,
                     drift=self.drift,
+                    token_lifetime=self.token_lifetime,
                     clock=self._clock,
                 )
                 self._controllers[controller_id] = controller

@@ -14,7 +14,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backend.simulator.controller import Controller, ComputeLoad, Lab, Node, User
+from backend.simulator.controller import ComputeLoad, Controller, Lab, Node, User
 
 ALL_PERMISSIONS = ["lab_exec", "lab_view", "lab_edit", "lab_admin"]
 SSMS_URL = "https://smartreceiver.cisco.com/licservice/license"
@@ -64,7 +64,9 @@ def system_health(controller: Controller) -> dict[str, Any]:
         health["is_controller"] = compute.is_controller
         health["hostname"] = compute.hostname
         if version >= (2, 10, 0):
-            health.update(cpu_overload=False, memory_overload=False, disk_overload=False)
+            health.update(
+                cpu_overload=False, memory_overload=False, disk_overload=False
+            )
         computes[compute.id] = health
 
     core: dict[str, Any] = {
@@ -91,7 +93,11 @@ def system_stats(controller: Controller) -> dict[str, Any]:
     loads = controller.compute_loads()
 
     def usage(used: int, total: int) -> dict[str, Any]:
-        return {"used": number(used), "free": number(total - used), "total": number(total)}
+        return {
+            "used": number(used),
+            "free": number(total - used),
+            "total": number(total),
+        }
 
     computes = {}
     for load in loads:
@@ -399,7 +405,9 @@ def lab_element_state(lab: Lab) -> dict[str, Any]:
         "nodes": {node.id: node.state for node in lab.nodes},
         "links": {link.id: lab.state for link in lab.links},
         "interfaces": {
-            interface.id: lab.state for node in lab.nodes for interface in node.interfaces
+            interface.id: lab.state
+            for node in lab.nodes
+            for interface in node.interfaces
         },
     }
 

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import logging
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -111,6 +116,12 @@ class _Handler(WSGIHandler):
 class _Server(WSGIServer):
     handler_class = _Handler
 
+    def handle(self, sock: Any, address: Any) -> None:
+        # Without TCP_NODELAY every answer on a kept-alive connection after the
+        # first waits ~40 ms for the client's delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().handle(sock, address)
+
     def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
         # A client that gives up during the TLS handshake (a timeout test, a
         # benchmark being stopped) is routine here, not worth a traceback.
@@ -165,15 +176,18 @@ def serve_forever(
     password: str = "admin",
     drift: float = 1.0,
     version: str = DEFAULT_VERSION,
+    on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve simulated controllers in the foreground until interrupted.
+    """Serve simulated controllers in the foreground until interrupted or SIGTERM.
 
     Args:
+        port: 0 picks a free port; ``on_ready`` learns the URL.
         controllers: how many controllers (``cml-001`` …) to create up front;
             any other id is created when first asked for.
         token_lifetime: seconds until an issued token expires.
         drift: how fast numbers and labs move; 1.0 is the normal pace, 0 freezes.
         version: the CML release every controller reports.
+        on_ready: called with the server URL once it listens.
     """
     fleet = Fleet(
         username=username,
@@ -191,7 +205,15 @@ def serve_forever(
             url,
             controllers,
         )
-        server.serve_forever()
+        if on_ready is not None:
+            on_ready(url)
+
+        # Stopping must not block the hub, so it gets a greenlet of its own.
+        stopper = gevent.signal_handler(signal.SIGTERM, gevent.spawn, server.stop)
+        try:
+            server.serve_forever()
+        finally:
+            stopper.cancel()
 
 
 class SimulatorServer:
@@ -250,7 +272,9 @@ class SimulatorServer:
                 log.info("simulator: serving at %s", self.url)
                 self._ready.set()
                 self._stopping.wait()
-        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+        except Exception as exc:
+            # Whatever stopped the server from listening (a port in use, most
+            # likely) is raised again by start() in the thread that asked.
             self._failure = exc
             self._ready.set()
         finally:
@@ -309,7 +333,8 @@ class SimulatorServer:
         self.fleet.controller(controller_id).faults = Faults()
 
     def configure(self, controller_id: str, **settings: Any) -> None:
-        """Change ``version``, ``ready``, ``healthy``, ``licensed`` or ``drift``."""
+        """Change ``version``, ``ready``, ``healthy``, ``licensed``, ``drift`` or
+        ``token_lifetime`` of one controller."""
         self.fleet.controller(controller_id).configure(**settings)
 
     def stats(self, controller_id: str) -> dict[str, Any]:
@@ -351,9 +376,74 @@ def start_simulator(
     return server.start()
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now, for tests that need a dead address."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+class SimulatorProcess:
+    """A simulator in a child process (``python -m backend.simulator``).
+
+    For benchmarks: a simulator in a thread shares the interpreter lock with
+    the code under test, and hundreds of controllers would measure that lock
+    rather than the client. Faults, settings and counters go over HTTP.
+    """
+
+    def __init__(self, *, use_tls: bool = True, drift: float = 1.0) -> None:
+        arguments = ["--port", "0", "--drift", str(drift)]
+        if not use_tls:
+            arguments.append("--http")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "backend.simulator", *arguments],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline().strip()
+        if not line:
+            self._process.wait(timeout=5)
+            raise RuntimeError("the simulator process exited before it listened")
+
+        self.url = line
+        self._tls = ssl.create_default_context()
+        # Only the control routes of our own child are called through this.
+        self._tls.check_hostname = False
+        self._tls.verify_mode = ssl.CERT_NONE
+
+    def controller_url(self, controller_id: str) -> str:
+        return f"{self.url}/{controller_id}/"
+
+    def set_faults(self, controller_id: str, **faults: Any) -> None:
+        """Replace a controller's faults, as ``SimulatorServer.set_faults``."""
+        self._control("PUT", controller_id, "faults", faults)
+
+    def clear_faults(self, controller_id: str) -> None:
+        self._control("DELETE", controller_id, "faults")
+
+    def configure(self, controller_id: str, **settings: Any) -> None:
+        self._control("PATCH", controller_id, "config", settings)
+
+    def stats(self, controller_id: str) -> dict[str, Any]:
+        stats: dict[str, Any] = self._control("GET", controller_id, "stats")
+        return stats
+
+    def stop(self) -> int:
+        """Stop the child with SIGTERM; returns its exit status (0 when clean)."""
+        self._process.terminate()
+        status = self._process.wait(timeout=STOP_GRACE_SECONDS + 5)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        return status
+
+    def __enter__(self) -> SimulatorProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _control(
+        self, method: str, controller_id: str, what: str, body: Any = None
+    ) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}/{controller_id}/_sim/{what}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10, context=self._tls) as answer:
+            return json.loads(answer.read())
