@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest'
+
+import { formatAgo, formatBytes, formatPercent, formatSeconds, humanize } from '../format'
+
+describe('format', () => {
+  it('says how long ago in seconds, minutes, hours and days', () => {
+    const now = Date.parse('2024-05-01T10:00:00Z')
+    expect(formatAgo('2024-05-01T09:59:48Z', now)).toBe('12 s ago')
+    expect(formatAgo('2024-05-01T09:55:00Z', now)).toBe('5 min ago')
+    expect(formatAgo('2024-05-01T07:00:00Z', now)).toBe('3 h ago')
+    expect(formatAgo('2024-04-29T10:00:00Z', now)).toBe('2 d ago')
+    expect(formatAgo('2024-05-01T10:00:09Z', now)).toBe('0 s ago')
+    expect(formatAgo(null, now)).toBe('never')
+  })
+
+  it('formats figures with units and a dash when absent', () => {
+    expect(formatPercent(42.4)).toBe('42%')
+    expect(formatPercent(4.24)).toBe('4.2%')
+    expect(formatPercent(null)).toBe('—')
+    expect(formatBytes(16748994560)).toBe('15.6 GiB')
+    expect(formatSeconds(300)).toBe('5 min')
+    expect(humanize('IN_COMPLIANCE')).toBe('In compliance')
+    expect(humanize('shutting-down')).toBe('Shutting down')
+  })
+})
