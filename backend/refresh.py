@@ -285,17 +285,19 @@ def read_aws(
         found = set()
         for record in records:
             found.add(record.aws_instance_id)
-            worker = by_instance.get(record.aws_instance_id)
+            known = by_instance.get(record.aws_instance_id)
             fields = _aws_fields(record, settings.cml_endpoint)
             if snapshot.cloudwatch_error is not None:
                 for name in (*CLOUDWATCH_FIELDS, "cloudwatch_collected_at"):
                     fields.pop(name, None)
-            if worker is None:
+            if known is None:
                 if only or record.status == "terminated":
                     continue
                 worker = _import(record, fields)
                 stored[worker["id"]] = worker
                 changes[worker["id"]] = WorkerChange(worker, imported=True)
+            else:
+                worker = known
             change = changes.setdefault(worker["id"], WorkerChange(worker))
             if worker.get("status") == "terminated":
                 continue

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from functools import partial
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -208,7 +209,7 @@ def baseline(
             )
         base = f"{sim_url}/{instance_id}/api/v0"
 
-        def get(path: str) -> object:
+        def get(path: str, base: str = base) -> object:
             nonlocal requests_made, auths
             token = http.post(
                 base + "/authenticate", json={"username": "admin", "password": "admin"}
@@ -267,8 +268,8 @@ def main() -> None:
                     session=session, endpoint_url=aws_url, max_pool_connections=50
                 )
                 ids = launch(session, aws_url, size, sim_url)
-                first = measure("first refresh", lambda: refresh(ctx), counter)
-                second = measure("second refresh", lambda: refresh(ctx), counter)
+                first = measure("first refresh", partial(refresh, ctx), counter)
+                second = measure("second refresh", partial(refresh, ctx), counter)
                 base = baseline(session, aws_url, ids, sim_url, counter)
                 for row in (first, second, base):
                     rows.append({"N": size, **row})
@@ -303,7 +304,8 @@ def main() -> None:
     for row in rows:
         auths = "" if row["cml_auths"] is None else f"{row['cml_auths']:>10}"
         print(
-            f"{row['N']:>4}  {row['run']:<26} {row['wall_s']:>8.2f} {row['cpu_s']:>8.2f} "
+            f"{row['N']:>4}  {row['run']:<26} {row['wall_s']:>8.2f} "
+            f"{row['cpu_s']:>8.2f} "
             f"{row['aws_calls']:>10.0f} {row['cml_requests']:>9.0f} {auths}"
         )
 

@@ -181,7 +181,15 @@ class ApiClient:
         headers = kwargs.pop("headers", {})
         if self.csrf and "X-CSRF-Token" not in headers:
             headers["X-CSRF-Token"] = self.csrf
-        return self.client.open(path, method=method, headers=headers, **kwargs)
+        response = self.client.open(
+            path, method=method, headers=headers, buffered=False, **kwargs
+        )
+        # Read the body now and release what a response may hold open (a static
+        # file); an event stream never ends, so it is closed unread.
+        if response.mimetype != "text/event-stream":
+            response.get_data()
+        response.close()
+        return response
 
     def get(self, path: str, **kwargs):
         return self.request("GET", path, **kwargs)

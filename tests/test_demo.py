@@ -51,6 +51,7 @@ def demo():
         output.append(line)
         if "demo running at" in line:
             url = line.rsplit(" ", 1)[-1].strip()
+            output += [process.stdout.readline() for _ in range(2)]
     if url is None:
         process.kill()
         pytest.fail("the demo did not start:\n" + "".join(output[-30:]))
