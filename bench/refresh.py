@@ -26,8 +26,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from functools import partial
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
