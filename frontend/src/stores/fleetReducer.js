@@ -21,7 +21,11 @@ export function fleetFromSnapshot(snapshot, previous = emptyFleet()) {
     if (workers[id]) labs[id] = list
   }
 
-  return { workers, labs, lastEventId: snapshot?.last_event_id ?? null, stale: false }
+  // The server answers "" while its replay stream is empty. Subscribing from "0-0" (before
+  // any event) instead of from nowhere keeps what is published between this snapshot and
+  // the stream, or during a reconnect before the first event arrives, from being lost.
+  const position = snapshot?.last_event_id === '' ? '0-0' : snapshot?.last_event_id
+  return { workers, labs, lastEventId: position ?? null, stale: false }
 }
 
 export function applyChanges(worker, changes) {
