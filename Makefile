@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python bench/aws_calls.py
 	$(BIN)/python bench/refresh.py
 	$(BIN)/python bench/stream.py
+	$(BIN)/python bench/frontend.py
 
 clean:
 	rm -rf $(VENV) frontend/node_modules backend/static

@@ -179,6 +179,10 @@ def run_demo(*, port: int, worker_count: int, interval: float) -> None:
 
     aws = mock_aws()
     aws.start()
+    # moto lets every CML request through its HTTP interceptor and says so, once
+    # a request; the demo's console is for the product's own lines.
+    for chatty in ("responses", "rq_scheduler.scheduler", "botocore.credentials"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     simulator = start_simulator(use_tls=True)
     settings = demo_settings(port, interval, simulator.url)
     app = create_app(settings)
