@@ -128,6 +128,18 @@ class Worker(Document):
         "indexes": ["status", "region", ("region", "status"), "name"],
     }
 
+    @classmethod
+    def dict_from_raw(cls, document: dict[str, Any]) -> dict[str, Any]:
+        """``to_dict`` of a raw MongoDB document, without building the Document."""
+        data: dict[str, Any] = {"id": str(document["_id"])}
+        for name, field in cls._fields.items():
+            if name == "id":
+                continue
+            value = document.get(field.db_field, field.default)
+            data[name] = value() if callable(value) else value
+        data["last_error"] = data.get("last_error") or None
+        return data
+
     def to_dict(self) -> dict[str, Any]:
         """Every worker field of the contract, admin-only ones included."""
         data: dict[str, Any] = {"id": str(self.pk)}

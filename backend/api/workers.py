@@ -20,7 +20,7 @@ from apiflask.fields import (
 from apiflask.validators import Length, OneOf, Regexp
 from bson import ObjectId
 from bson.errors import InvalidId
-from flask import current_app
+from flask import Response, current_app
 from marshmallow import fields as ma_fields
 from mongoengine import fields as me_fields
 
@@ -104,15 +104,20 @@ def get_worker(worker_id: str) -> dict[str, Any]:
 @bp.output(FleetOut)
 @bp.doc(summary="The fleet", responses=[401])
 @require("user")
-def list_workers(query: dict[str, str]) -> dict[str, Any]:
+def list_workers(query: dict[str, str]) -> Response:
     # Read the event position first: an event that lands while the fleet is read
     # is then replayed to the client rather than lost.
     last_event_id = events.last_event_id(redis_client())
-    workers = Worker.objects(**query).order_by("name")
-    return {
-        "workers": [worker_view(w) for w in workers],
+    documents = Worker.objects(**query).order_by("name").as_pymongo()
+    body = {
+        "workers": [
+            events.worker_for_role(Worker.dict_from_raw(d), role()) for d in documents
+        ],
         "last_event_id": last_event_id,
     }
+    # The whole fleet is the page's first request: encoded directly rather than
+    # through the output schema, which documents the same shape.
+    return current_app.response_class(events.dumps(body), mimetype="application/json")
 
 
 @bp.get("/<worker_id>/labs")

@@ -2,7 +2,7 @@ import { api, withQuery } from './client'
 
 const workerPath = (id, rest = '') => `/api/workers/${encodeURIComponent(id)}${rest}`
 
-export const listWorkers = () => api.get('/api/workers')
+export const listWorkers = (options) => api.get('/api/workers', options)
 
 export const launchWorker = (payload) => api.post('/api/workers', payload)
 

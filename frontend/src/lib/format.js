@@ -5,6 +5,14 @@ export const EMPTY = '—'
 
 export const isNumber = (value) => typeof value === 'number' && Number.isFinite(value)
 
+// Built once: `toLocaleString` with a locale or options builds a new formatter on every
+// call, a cost that adds up over hundreds of cards.
+const NUMBER_FORMAT = new Intl.NumberFormat('en')
+const DATE_TIME_FORMAT = new Intl.DateTimeFormat(undefined, {
+  dateStyle: 'medium',
+  timeStyle: 'medium',
+})
+
 export function formatPercent(value) {
   if (!isNumber(value)) return EMPTY
   return `${value < 10 ? value.toFixed(1) : Math.round(value)}%`
@@ -12,7 +20,7 @@ export function formatPercent(value) {
 
 export function formatNumber(value) {
   if (!isNumber(value)) return EMPTY
-  return value.toLocaleString('en')
+  return NUMBER_FORMAT.format(value)
 }
 
 const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
@@ -39,16 +47,24 @@ export function parseTime(value) {
 export function formatDateTime(value) {
   const ms = parseTime(value)
   if (ms === null) return EMPTY
-  return new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' })
+  return DATE_TIME_FORMAT.format(ms)
 }
 
-/** "12 s ago", "5 min ago", "3 h ago", "2 d ago"; clock skew never shows as the future. */
+// Under a minute the age is shown in steps of this many seconds, so that a page full of
+// times changes its text a few times a minute rather than every second.
+export const AGO_SECONDS_STEP = 10
+
+/**
+ * "just now", "20 s ago", "5 min ago", "3 h ago", "2 d ago"; clock skew never shows as the
+ * future. `value` is an ISO string or milliseconds since the epoch.
+ */
 export function formatAgo(value, now = Date.now()) {
   const ms = parseTime(value)
   if (ms === null) return 'never'
 
   const seconds = Math.max(0, Math.floor((now - ms) / 1000))
-  if (seconds < 60) return `${seconds} s ago`
+  if (seconds < AGO_SECONDS_STEP) return 'just now'
+  if (seconds < 60) return `${seconds - (seconds % AGO_SECONDS_STEP)} s ago`
   if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`
   if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`
   return `${Math.floor(seconds / 86400)} d ago`

@@ -1,6 +1,7 @@
 import { createRouter, createWebHistory } from 'vue-router'
 
 import { useAuthStore } from '@/stores/auth'
+import { useFleetStore } from '@/stores/fleet'
 import DashboardView from '@/views/DashboardView.vue'
 import LoginView from '@/views/LoginView.vue'
 import WorkerDetailsView from '@/views/WorkerDetailsView.vue'
@@ -29,7 +30,13 @@ export function createAppRouter(history = createWebHistory(import.meta.env.BASE_
   // GET /api/auth/me decides, once per page load, whether the visitor is signed in.
   router.beforeEach(async (to) => {
     const auth = useAuthStore()
-    if (!auth.checked) await auth.check()
+    if (!auth.checked) {
+      // Every private route shows the dashboard: ask for the fleet alongside the session
+      // rather than after it, and drop the answer if the visitor is not signed in.
+      const fleet = useFleetStore()
+      if (!to.meta.public) fleet.prefetch()
+      if (!(await auth.check())) fleet.reset()
+    }
 
     if (to.meta.public) return auth.signedIn ? { name: 'dashboard' } : true
     if (!auth.signedIn) {

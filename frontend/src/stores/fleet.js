@@ -27,9 +27,31 @@ export const useFleetStore = defineStore('fleet', () => {
   const workerById = (id) => state.value.workers[id] ?? null
   const labsFor = (id) => state.value.labs[id] ?? null
 
-  async function load() {
+  // GET /api/workers started ahead of `load`, which takes its answer if it got one.
+  let prefetched = null
+
+  /**
+   * Starts loading the fleet before anything asks for it, e.g. while the session is still
+   * being checked on page load, so that the two requests overlap. Quiet on failure: `load`
+   * then asks again and reports what goes wrong.
+   */
+  function prefetch() {
+    prefetched ??= listQuietly()
+  }
+
+  async function listQuietly() {
     try {
-      const snapshot = await workersApi.listWorkers()
+      return await workersApi.listWorkers({ quietUnauthorized: true })
+    } catch {
+      return null
+    }
+  }
+
+  async function load() {
+    const early = prefetched
+    prefetched = null
+    try {
+      const snapshot = (await early) ?? (await workersApi.listWorkers())
       state.value = fleetFromSnapshot(snapshot, state.value)
       loaded.value = true
       loadError.value = null
@@ -66,6 +88,7 @@ export const useFleetStore = defineStore('fleet', () => {
   }
 
   function reset() {
+    prefetched = null
     state.value = emptyFleet()
     loaded.value = false
     loadError.value = null
@@ -83,6 +106,7 @@ export const useFleetStore = defineStore('fleet', () => {
     regions,
     workerById,
     labsFor,
+    prefetch,
     load,
     applyEvent,
     loadLabs,

@@ -1,5 +1,5 @@
 import { defineStore } from 'pinia'
-import { ref } from 'vue'
+import { computed, ref } from 'vue'
 
 import * as workersApi from '@/api/workers'
 import { useFleetStore } from './fleet'
@@ -51,13 +51,14 @@ export const useJobsStore = defineStore('jobs', () => {
 
   const nameOf = (workerId) => fleet.workerById(workerId)?.name ?? workerId
 
-  function isPending(workerId, kind, labId) {
-    return Boolean(pending.value[jobKey(workerId, kind, labId)])
-  }
-
-  function pendingJob(workerId, kind, labId) {
-    return pending.value[jobKey(workerId, kind, labId)] ?? null
-  }
+  // Getters that take arguments: every card's Refresh button asks, and an action would add
+  // Pinia's bookkeeping to each call.
+  const isPending = computed(
+    () => (workerId, kind, labId) => Boolean(pending.value[jobKey(workerId, kind, labId)]),
+  )
+  const pendingJob = computed(
+    () => (workerId, kind, labId) => pending.value[jobKey(workerId, kind, labId)] ?? null,
+  )
 
   function remove(key) {
     clearTimeout(timers.get(key))

@@ -3,13 +3,16 @@ import { describe, expect, it } from 'vitest'
 import { formatAgo, formatBytes, formatPercent, formatSeconds, humanize } from '../format'
 
 describe('format', () => {
-  it('says how long ago in seconds, minutes, hours and days', () => {
+  it('says how long ago in steps of ten seconds, then minutes, hours and days', () => {
     const now = Date.parse('2024-05-01T10:00:00Z')
-    expect(formatAgo('2024-05-01T09:59:48Z', now)).toBe('12 s ago')
+    expect(formatAgo('2024-05-01T09:59:48Z', now)).toBe('10 s ago')
+    expect(formatAgo('2024-05-01T09:59:01Z', now)).toBe('50 s ago')
+    expect(formatAgo('2024-05-01T09:59:55Z', now)).toBe('just now')
     expect(formatAgo('2024-05-01T09:55:00Z', now)).toBe('5 min ago')
     expect(formatAgo('2024-05-01T07:00:00Z', now)).toBe('3 h ago')
     expect(formatAgo('2024-04-29T10:00:00Z', now)).toBe('2 d ago')
-    expect(formatAgo('2024-05-01T10:00:09Z', now)).toBe('0 s ago')
+    expect(formatAgo('2024-05-01T10:00:09Z', now)).toBe('just now')
+    expect(formatAgo(now - 3000, now)).toBe('just now')
     expect(formatAgo(null, now)).toBe('never')
   })
 

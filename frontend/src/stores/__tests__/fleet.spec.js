@@ -25,6 +25,37 @@ describe('fleet store', () => {
     expect(fleet.regions).toEqual(['eu-west-1'])
   })
 
+  it('loads from the answer of a prefetch, asking only once', async () => {
+    const worker = makeWorker()
+    workersApi.listWorkers.mockResolvedValue({ workers: [worker], last_event_id: '9-0' })
+    const fleet = useFleetStore()
+
+    fleet.prefetch()
+    fleet.prefetch()
+    await fleet.load()
+
+    expect(workersApi.listWorkers).toHaveBeenCalledTimes(1)
+    expect(workersApi.listWorkers).toHaveBeenCalledWith({ quietUnauthorized: true })
+    expect(fleet.workerList).toEqual([worker])
+  })
+
+  it('asks again, and reports failure, when the prefetch failed', async () => {
+    const worker = makeWorker()
+    workersApi.listWorkers
+      .mockRejectedValueOnce(new Error('Please sign in again.'))
+      .mockRejectedValueOnce(new Error('The server could not be reached.'))
+      .mockResolvedValueOnce({ workers: [worker], last_event_id: '9-0' })
+    const fleet = useFleetStore()
+
+    fleet.prefetch()
+    await expect(fleet.load()).rejects.toThrow('The server could not be reached.')
+    expect(fleet.loadError).toBe('The server could not be reached.')
+
+    await fleet.load()
+    expect(fleet.workerList).toEqual([worker])
+    expect(workersApi.listWorkers).toHaveBeenCalledTimes(3)
+  })
+
   it('keeps labs from an event that arrived while GET labs was in flight', async () => {
     const worker = makeWorker()
     const fresh = [{ lab_id: 'l1', state: 'STARTED' }]

@@ -5,6 +5,7 @@ import { createMemoryHistory } from 'vue-router'
 
 import * as authApi from '@/api/auth'
 import { ApiError } from '@/api/client'
+import * as workersApi from '@/api/workers'
 import App from '@/App.vue'
 import { createAppRouter } from '@/router'
 
@@ -82,6 +83,25 @@ describe('LoginView', () => {
 
     expect(authApi.login).toHaveBeenCalledWith('ann', 'pw')
     expect(router.currentRoute.value.fullPath).toBe('/workers/w1')
+  })
+
+  it('loads the fleet afresh once signed in, not from before', async () => {
+    authApi.login.mockResolvedValue({ user: { username: 'ann', role: 'user' }, csrf_token: 't' })
+    workersApi.listWorkers.mockResolvedValue({ workers: [], last_event_id: '1-0' })
+    const { wrapper } = await mountSignedOut('/')
+    vi.stubGlobal(
+      'EventSource',
+      class {
+        addEventListener() {}
+        close() {}
+      },
+    )
+    expect(workersApi.listWorkers).toHaveBeenCalledTimes(1)
+
+    await signIn(wrapper, 'ann', 'pw')
+
+    expect(workersApi.listWorkers).toHaveBeenCalledTimes(2)
+    expect(workersApi.listWorkers).toHaveBeenLastCalledWith()
   })
 
   it('shows the API message for other failures', async () => {
