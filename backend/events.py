@@ -12,6 +12,7 @@ on real threads and on gevent's greenlets once gunicorn's worker patched them.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -223,6 +224,9 @@ LISTEN_POLL_SECONDS = 1.0
 READ_BATCH = 500
 MAX_ANNOUNCEMENTS_PER_READ = 1000
 READY_TIMEOUT_SECONDS = 5.0
+#: Clients are woken in this many groups, with a pause between two groups.
+WAKE_GROUPS = 32
+WAKE_PAUSE_SECONDS = 0.001
 #: Heartbeats a client may stay overflowed, stuck in a write, before its socket
 #: is shut down; it gets its resync the moment it reads again before that.
 STALL_HEARTBEATS = 4
@@ -256,36 +260,60 @@ class Ring:
     """The newest ``capacity`` deliveries, shared by every client of the process.
 
     A client keeps only its position in the ring, so fanning an event out costs
-    one append and one wake-up however many clients there are, and each client's
-    backlog is bounded: one that falls ``capacity`` events behind is overflowed.
+    one append and a wake-up per group of clients however many there are, and
+    each client's backlog is bounded: one that falls ``capacity`` events behind
+    is overflowed. The ring also counts heartbeats, so that no client needs a
+    timer of its own.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, groups: int = WAKE_GROUPS) -> None:
         self.capacity = capacity
         self.head = 0
+        self.beats = 0
         self._slots: list[Delivery | None] = [None] * capacity
-        self._changed = threading.Event()
+        self._changed = [threading.Event() for _ in range(groups)]
         self._swap = threading.Lock()
 
     @property
-    def changed(self) -> threading.Event:
-        """Set at the next append or wake-up; take it before reading the ring."""
-        return self._changed
+    def groups(self) -> int:
+        return len(self._changed)
 
-    def append(self, delivery: Delivery) -> None:
+    def changed(self, group: int) -> threading.Event:
+        """Set at the next append or wake-up; take it before reading the ring."""
+        return self._changed[group]
+
+    def append(self, delivery: Delivery, *, wake: bool = True) -> None:
+        """Add a delivery; with ``wake=False`` the caller wakes clients later,
+        once for a whole batch."""
         seq = self.head + 1
         delivery.seq = seq
         # The slot is filled before the head moves, so a reader on another
         # thread never sees a position whose delivery is not there yet.
         self._slots[seq % self.capacity] = delivery
         self.head = seq
+        if wake:
+            self.wake()
+
+    def beat(self) -> None:
+        """Count a heartbeat and wake every client to send its keep-alive."""
+        self.beats += 1
         self.wake()
 
     def wake(self) -> None:
-        """Wake every waiting client, to deliver or to let it notice it must stop."""
+        """Wake every waiting client, to deliver or to let it notice it must stop.
+
+        The groups are woken one after another with a short pause in between:
+        on gevent, thousands of clients woken at once would run back to back
+        and hold every API request up until the last had written. The pause is
+        a timer, so the server polls its sockets before the next group runs.
+        """
         with self._swap:
-            changed, self._changed = self._changed, threading.Event()
-        changed.set()
+            woken = self._changed
+            self._changed = [threading.Event() for _ in woken]
+        for number, changed in enumerate(woken):
+            if number:
+                time.sleep(WAKE_PAUSE_SECONDS)
+            changed.set()
 
     def after(self, position: int) -> list[Delivery] | None:
         """The deliveries after ``position``, or None when some were overwritten."""
@@ -304,7 +332,16 @@ class Ring:
 class Subscription:
     """One stream client of the hub: who it is and how far it has read."""
 
-    __slots__ = ("hub", "role", "session", "position", "revoked", "abort", "stalled")
+    __slots__ = (
+        "hub",
+        "role",
+        "session",
+        "group",
+        "position",
+        "revoked",
+        "abort",
+        "stalled",
+    )
 
     def __init__(
         self,
@@ -316,6 +353,7 @@ class Subscription:
         self.hub = hub
         self.role = role
         self.session = session
+        self.group = next(hub.joined) % hub.ring.groups
         self.position = hub.ring.head
         self.revoked = False
         self.abort = abort
@@ -353,7 +391,8 @@ class Subscription:
                 log.warning("event hub: replay from %s failed (%s)", last_id, exc)
                 return
             if not covered:
-                yield Delivery(resync_event(hub.position, "behind"), (0, 0))
+                newest = hub.newest() or hub.position
+                yield Delivery(resync_event(newest, "behind"), (0, 0))
                 return
             last_key = parse_event_id(last_id) or last_key
             for event in replayed:
@@ -361,9 +400,9 @@ class Subscription:
                 yield Delivery(event, last_key)
 
         ring = hub.ring
-        beat = time.monotonic() + hub.heartbeat
+        beats = ring.beats
         while not self.revoked and not hub.stopping:
-            changed = ring.changed
+            changed = ring.changed(self.group)
             batch = ring.after(self.position)
             if batch is None:
                 log.info("event hub: a %s client fell behind; sent resync", self.role)
@@ -380,12 +419,11 @@ class Subscription:
                     continue
                 last_key = delivery.key
                 yield delivery
-            now = time.monotonic()
-            if now >= beat:
-                beat = now + hub.heartbeat
+            if ring.beats != beats:
+                beats = ring.beats
                 yield None
             elif not batch:
-                changed.wait(beat - now)
+                changed.wait()
 
 
 class Hub:
@@ -396,8 +434,9 @@ class Hub:
     resume. The listener starts with the first client. When Redis goes away it
     reconnects with backoff and, once subscribed again, reads from the stream
     what was published meanwhile, so connected clients lose nothing that reached
-    the stream. A second thread re-checks the sessions of open streams every
-    heartbeat and ends those that were signed out, removed or changed role.
+    the stream. A second thread keeps the heartbeat: it wakes every client to send
+    its keep-alive, and ends the streams whose session was signed out, removed
+    or changed role.
 
     Args:
         redis_url: where the events are published.
@@ -423,6 +462,7 @@ class Hub:
         self._position_key: EventKey | None = None
         self._session_is_current = session_is_current
         self._subscriptions: set[Subscription] = set()
+        self.joined = itertools.count()
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._live = False
@@ -464,6 +504,10 @@ class Hub:
 
     def replay(self, last_id: str) -> tuple[list[dict[str, Any]], bool]:
         return replay_since(self._commands, last_id)
+
+    def newest(self) -> str:
+        """The id of the newest event in the stream (the hub may not have it yet)."""
+        return last_event_id(self._commands)
 
     def wait_ready(self, timeout: float) -> bool:
         """True once the subscription is live, waiting up to ``timeout`` for it."""
@@ -569,8 +613,11 @@ class Hub:
             )
             self._move_to(last_event_id(self._commands) or self.position)
             self.ring.append(Delivery(resync_event(self.position, "missed"), (0, 0)))
+        delivered = False
         for event in missed:
-            self._deliver(event)
+            delivered = self._deliver(event) or delivered
+        if delivered:
+            self.ring.wake()
         self._live = True
         if not self._ready.is_set():
             log.info("event hub: subscribed to %s after %s", CHANNEL, self.position)
@@ -581,12 +628,18 @@ class Hub:
             log.info("event hub: resubscribed; no event was missed")
 
     def _read_new(self) -> None:
-        """Deliver the events after the hub's position, oldest first."""
+        """Deliver the events after the hub's position, oldest first.
+
+        Clients are woken once for everything read, not once per event.
+        """
+        delivered = False
         while True:
             batch = self._commands.xrange(
                 STREAM, min=f"({self.position}", count=READ_BATCH
             )
             if not batch:
+                if delivered:
+                    self.ring.wake()
                 return
             for entry_id, fields in batch:
                 try:
@@ -597,14 +650,16 @@ class Hub:
                     )
                     self._move_to(_text(entry_id))
                     continue
-                self._deliver(event)
+                delivered = self._deliver(event) or delivered
 
-    def _deliver(self, event: dict[str, Any]) -> None:
+    def _deliver(self, event: dict[str, Any]) -> bool:
+        """Put ``event`` in the ring unless the hub has it already; True if so."""
         key = parse_event_id(event.get("id", ""))
         if key is None or self._position_key is None or key <= self._position_key:
-            return
+            return False
         self._move_to(event["id"], key)
-        self.ring.append(Delivery(event, key))
+        self.ring.append(Delivery(event, key), wake=False)
+        return True
 
     def _move_to(self, event_id: str, key: EventKey | None = None) -> None:
         self.position = event_id
@@ -614,6 +669,7 @@ class Hub:
 
     def _watch(self) -> None:
         while not self._stopped.wait(self.heartbeat):
+            self.ring.beat()
             try:
                 self._check_clients()
             except Exception as exc:  # noqa: BLE001

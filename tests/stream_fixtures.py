@@ -93,6 +93,7 @@ class StreamServer:
                 "1",
                 "--graceful-timeout",
                 "1",
+                "--no-control-socket",
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "stream_fixtures:build_app()",
@@ -341,7 +342,10 @@ class WSClient(_Reader):
         except (OSError, websocket.WebSocketException):
             pass
         finally:
+            self.ws.shutdown()
             self._record(lambda: setattr(self, "closed", True))
 
     def close(self) -> None:
-        self.ws.close()
+        # Dropping the connection ends the reader, which then closes the socket.
+        self.ws.abort()
+        self.wait_for(lambda: self.closed)

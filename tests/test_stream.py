@@ -342,7 +342,8 @@ def test_hub_serves_streams_on_plain_threads(app, accounts, redis_client):
     """Under the Flask test client the hub runs on real threads, not greenlets."""
     since = status_changed(redis_client, 0)
     replayed = status_changed(redis_client, 1)
-    response = ApiClient(app, *USER).get(
+    browser = ApiClient(app, *USER).client
+    response = browser.get(
         "/api/workers/events", headers={"Last-Event-ID": since}, buffered=False
     )
     frames = (chunk for chunk in response.response if not chunk.startswith(b":"))
