@@ -19,6 +19,7 @@ from backend.settings import Settings
 # stalled Redis; blocking readers (the event hub) open their own connection.
 REDIS_TIMEOUT_SECONDS = 1.5
 MONGO_TIMEOUT_MS = 1500
+REDIS_POOL_SIZE = 100
 
 # redis-py's annotations describe decoded and raw replies as one union; our
 # clients always return raw bytes, so callers treat replies as bytes.
@@ -39,12 +40,18 @@ def redis_from_url(
         with _fake_lock:
             server = _fake_servers.setdefault(name, fakeredis.FakeServer())
         return fakeredis.FakeRedis(server=server)
-    return redis.Redis.from_url(
+    # A blocking pool makes a burst of requests (thousands of browsers
+    # reconnecting after a deploy) wait briefly for a connection instead of
+    # failing once the pool is exhausted.
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=REDIS_POOL_SIZE,
+        timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         socket_timeout=socket_timeout,
         health_check_interval=30,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def connect_mongo(settings: Settings, alias: str = "default") -> None:
