@@ -272,6 +272,7 @@ class Ring:
         self.beats = 0
         self._slots: list[Delivery | None] = [None] * capacity
         self._changed = [threading.Event() for _ in range(groups)]
+        self._taken = [False] * groups
         self._swap = threading.Lock()
 
     @property
@@ -280,6 +281,7 @@ class Ring:
 
     def changed(self, group: int) -> threading.Event:
         """Set at the next append or wake-up; take it before reading the ring."""
+        self._taken[group] = True
         return self._changed[group]
 
     def append(self, delivery: Delivery, *, wake: bool = True) -> None:
@@ -309,10 +311,19 @@ class Ring:
         """
         with self._swap:
             woken = self._changed
+            taken = self._taken
             self._changed = [threading.Event() for _ in woken]
-        for number, changed in enumerate(woken):
-            if number:
+            self._taken = [False] * len(woken)
+        # Groups no client waits on cost no pause, so a few clients are woken
+        # at once and only a crowd is spread out.
+        paced = False
+        for changed, waited in zip(woken, taken, strict=True):
+            if not waited:
+                changed.set()
+                continue
+            if paced:
                 time.sleep(WAKE_PAUSE_SECONDS)
+            paced = True
             changed.set()
 
     def after(self, position: int) -> list[Delivery] | None:
