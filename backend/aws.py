@@ -37,16 +37,6 @@ from backend.errors import AWSError, ConfigError
 
 logger = logging.getLogger(__name__)
 
-WORKER_STATUSES = (
-    "pending",
-    "running",
-    "stopping",
-    "stopped",
-    "shutting-down",
-    "terminated",
-    "failed",
-    "unknown",
-)
 EC2_STATES = frozenset(
     {"pending", "running", "stopping", "stopped", "shutting-down", "terminated"}
 )

@@ -35,7 +35,6 @@ from botocore.awsrequest import AWSResponse
 from backend.aws import (
     CPU_METRIC,
     MEMORY_METRIC,
-    WORKER_STATUSES,
     AWSClients,
     RegionSnapshot,
     describe_instances,
@@ -52,6 +51,7 @@ from backend.aws import (
     terminate_instance,
 )
 from backend.errors import AWSError, ConfigError
+from backend.models import WORKER_STATUSES
 
 UNKNOWN_INSTANCE = "i-0123456789abcdef0"
 
