@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
@@ -599,41 +600,49 @@ def _new_state(changes: Sequence[Mapping[str, Any]], instance_id: str) -> str:
     return ""
 
 
+def _request_state(
+    region: str,
+    instance_id: str,
+    operation: str,
+    answer_key: str,
+    *,
+    clients: AWSClients,
+) -> str:
+    """Ask EC2 to start, stop or terminate one instance; return the state it
+    entered, as EC2's answer under ``answer_key`` reports it."""
+    ec2 = clients.ec2(region)
+    call = getattr(ec2, xform_name(operation))
+    with _translate_errors(operation, region):
+        response = call(InstanceIds=[instance_id])
+
+    state = _new_state(response.get(answer_key, []), instance_id)
+    logger.info("instance %s: %s in %s, now %s", instance_id, operation, region, state)
+    return state
+
+
 def start_instance(region: str, instance_id: str, *, clients: AWSClients) -> str:
     """Start a stopped instance; returns the EC2 state it entered (``pending``)."""
-    ec2 = clients.ec2(region)
-    with _translate_errors("StartInstances", region):
-        response = ec2.start_instances(InstanceIds=[instance_id])
-
-    state = _new_state(response.get("StartingInstances", []), instance_id)
-    logger.info(
-        "instance %s: start requested in %s, now %s", instance_id, region, state
+    return _request_state(
+        region, instance_id, "StartInstances", "StartingInstances", clients=clients
     )
-    return state
 
 
 def stop_instance(region: str, instance_id: str, *, clients: AWSClients) -> str:
     """Stop a running instance; returns the EC2 state it entered (``stopping``)."""
-    ec2 = clients.ec2(region)
-    with _translate_errors("StopInstances", region):
-        response = ec2.stop_instances(InstanceIds=[instance_id])
-
-    state = _new_state(response.get("StoppingInstances", []), instance_id)
-    logger.info("instance %s: stop requested in %s, now %s", instance_id, region, state)
-    return state
+    return _request_state(
+        region, instance_id, "StopInstances", "StoppingInstances", clients=clients
+    )
 
 
 def terminate_instance(region: str, instance_id: str, *, clients: AWSClients) -> str:
     """Terminate an instance; returns the EC2 state it entered (``shutting-down``)."""
-    ec2 = clients.ec2(region)
-    with _translate_errors("TerminateInstances", region):
-        response = ec2.terminate_instances(InstanceIds=[instance_id])
-
-    state = _new_state(response.get("TerminatingInstances", []), instance_id)
-    logger.info(
-        "instance %s: terminate requested in %s, now %s", instance_id, region, state
+    return _request_state(
+        region,
+        instance_id,
+        "TerminateInstances",
+        "TerminatingInstances",
+        clients=clients,
     )
-    return state
 
 
 def set_detailed_monitoring(

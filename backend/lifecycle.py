@@ -202,13 +202,13 @@ def import_instances(
     """
     settings = ctx.settings
     if instance_ids:
+        # EC2 refuses the whole lookup when an id is unknown (AWSError), so what
+        # comes back is every instance asked for.
         records = aws.describe_instances(region, instance_ids, clients=ctx.aws)
-        missing = set(instance_ids) - {r.aws_instance_id for r in records}
     else:
         records = aws.discover_instances(
             region, settings.worker_tag, settings.worker_ami_name, clients=ctx.aws
         )
-        missing = set()
     known = {
         w.aws_instance_id
         for w in Worker.objects(
@@ -216,10 +216,7 @@ def import_instances(
         )
     }
     imported: list[Worker] = []
-    skipped = [
-        {"instance_id": i, "reason": "no such instance in this region"}
-        for i in sorted(missing)
-    ]
+    skipped: list[dict[str, str]] = []
     for record in records:
         if record.aws_instance_id in known:
             skipped.append(

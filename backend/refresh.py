@@ -180,6 +180,8 @@ class WorkerChange:
         self.imported = imported
         self.labs: list[dict[str, Any]] | None = None
         self.labs_changed = False
+        # What this refresh changed, fixed once the change is stored.
+        self.changed: dict[str, list[Any]] = {}
 
     @property
     def worker_id(self) -> str:
@@ -451,7 +453,7 @@ def store_and_publish(
         change.stored = after
         if changed or change.imported:
             outcome.changed += 1
-        change.changed = changed  # type: ignore[attr-defined]
+        change.changed = changed
 
     # One update per worker rather than a bulk write: the in-process stand-in
     # cannot run pymongo's bulk operations, and a refresh writes few workers.
@@ -466,7 +468,7 @@ def store_and_publish(
 
 
 def _publish_change(ctx: Context, change: WorkerChange) -> int:
-    changed: dict[str, list[Any]] = change.changed  # type: ignore[attr-defined]
+    changed = change.changed
     worker = change.stored
     published = 0
     if change.imported:

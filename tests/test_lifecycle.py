@@ -184,13 +184,11 @@ def test_import_by_id_reports_unknown_ids(app, fleet, admin):
         json={"region": "us-east-1", "instance_ids": [known, "i-0123456789abcdef0"]},
     )
 
-    assert response.status_code in (200, 400)
-    if response.status_code == 200:
-        body = response.get_json()
-        assert [w["aws_instance_id"] for w in body["imported"]] == [known]
-        assert body["skipped"][0]["instance_id"] == "i-0123456789abcdef0"
-    else:
-        assert "i-0123456789abcdef0" in response.get_json()["message"]
+    # EC2 refuses the whole lookup when one id is unknown: nothing is imported
+    # and the admin is told which id it was.
+    assert response.status_code == 400
+    assert "i-0123456789abcdef0" in response.get_json()["message"]
+    assert admin.get("/api/workers").get_json()["workers"] == []
 
 
 def test_import_refuses_malformed_instance_ids(admin):
