@@ -13,8 +13,9 @@ CML call sign in again and make the call. It is strictly sequential, so its cost
 is linear in N: it is measured on BASELINE_SAMPLE workers and scaled to N (the
 table says so).
 
-Run: `.venv/bin/python bench/refresh.py` (about two minutes). Talks only to
-127.0.0.1. Needs a Redis at 127.0.0.1:6379 (it uses database 14 and empties it).
+Run: `.venv/bin/python bench/refresh.py` (about two minutes; BENCH_SIZES=500 for
+one size). Talks only to
+127.0.0.1. Needs a Redis at 127.0.0.1:6379 (it uses database 13 and empties it).
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ from backend.connections import connect_mongo, redis_from_url  # noqa: E402
 from backend.refresh import refresh  # noqa: E402
 from backend.settings import load_settings  # noqa: E402
 
-SIZES = (100, 500)
+SIZES = tuple(int(n) for n in os.environ.get("BENCH_SIZES", "100,500").split(","))
 LATENCY_MS = 100
 BASELINE_SAMPLE = 10
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = "redis://127.0.0.1:6379/13"
 BASELINE_CALLS = ("system_information", "system_health", "system_stats", "licensing")
 
 
