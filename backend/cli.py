@@ -105,7 +105,11 @@ def web(processes: int | None) -> None:
 @click.option("--burst", is_flag=True, help="Run the queued jobs, then exit.")
 def worker(burst: bool) -> None:
     """Run refresh, lifecycle and lab jobs (an RQ worker)."""
-    from rq import Worker as RQWorker
+    # Jobs run in this process rather than in a child forked for each job: the
+    # refresh context (AWS clients, a keep-alive connection pool per controller,
+    # CML tokens) then outlives the job, so a refresh does not open hundreds of
+    # connections again. Each job is still bounded by its timeout.
+    from rq import SimpleWorker
 
     from backend.connections import redis_from_url
     from backend.jobs import queue
@@ -114,7 +118,9 @@ def worker(burst: bool) -> None:
     _connect(settings)
     # The worker blocks on the queue for long stretches: no socket timeout here.
     redis = redis_from_url(settings.redis_url, socket_timeout=None)
-    RQWorker([queue(redis)], connection=redis).work(burst=burst, with_scheduler=False)
+    SimpleWorker([queue(redis)], connection=redis).work(
+        burst=burst, with_scheduler=False
+    )
 
 
 @cli.command()

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import mongoengine
 import redis
+from pymongo import UpdateOne
+from pymongo.collection import Collection
 
 from backend.settings import Settings
 
@@ -87,6 +89,21 @@ def is_mongomock(alias: str = "default") -> bool:
     """True when the connection named ``alias`` is the in-process stand-in."""
     client = mongoengine.get_connection(alias)
     return type(client).__module__.startswith("mongomock")
+
+
+def update_each(
+    collection: Collection, updates: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
+    """Apply one ``(filter, update)`` per document, in one round trip where the
+    server allows: the in-process stand-in cannot run pymongo's bulk operations,
+    so there they run one by one."""
+    if not updates:
+        return
+    if type(collection).__module__.startswith("mongomock"):
+        for query, update in updates:
+            collection.update_one(query, update)
+        return
+    collection.bulk_write([UpdateOne(query, update) for query, update in updates])
 
 
 def settings() -> Settings:

@@ -16,16 +16,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo.errors import BulkWriteError
 
 from backend import aws, events, history
-from backend.cml import CMLClient, describe_error
-from backend.connections import RedisClient
+from backend.cml import CMLClient, CMLSnapshot, describe_error
+from backend.connections import RedisClient, update_each
 from backend.errors import AWSError
 from backend.models import Lab, Worker
 from backend.settings import Settings
@@ -69,6 +70,7 @@ LAB_FIELDS = (
 )
 
 STATS_KEY = "cmlfleet:refresh:stats"
+DUPLICATE_KEY = 11000
 
 
 @dataclass
@@ -180,6 +182,8 @@ class WorkerChange:
         self.imported = imported
         self.labs: list[dict[str, Any]] | None = None
         self.labs_changed = False
+        # The worker's labs as stored once the labs are synced.
+        self.stored_labs: list[dict[str, Any]] = []
         # What this refresh changed, fixed once the change is stored.
         self.changed: dict[str, list[Any]] = {}
 
@@ -333,36 +337,59 @@ def _import(record: aws.InstanceRecord, fields: dict[str, Any]) -> dict[str, Any
     return worker.to_dict()
 
 
-def read_cml(ctx: Context, changes: dict[str, WorkerChange], outcome: Outcome) -> None:
-    """Ask every running worker's CML API at once; one slow worker costs only itself."""
-    running = [
-        c
-        for c in changes.values()
-        if c.worker_after().get("status") == "running"
-        and c.worker_after().get("https_endpoint")
-    ]
-    idle = [c for c in changes.values() if c not in running]
-    for change in idle:
-        if change.worker_after().get("status") != "running":
-            change.fresh["cml_service_status"] = "unavailable"
-    if not running:
-        return
+class CMLReads:
+    """The CML reads of one refresh: a bounded pool and a deadline per worker.
 
-    def collect(change: WorkerChange) -> Any:
-        client = ctx.cml_client(change.worker_after()["https_endpoint"])
-        return client.collect()
+    Reads start before AWS has answered, for every worker stored as running
+    with a known endpoint, so the two sources are read side by side. Once AWS
+    has answered, :meth:`settle` keeps a read only when AWS still shows the
+    worker running at the same endpoint, starts reads for workers that have
+    just come up or moved, and leaves the rest unread.
+    """
 
-    pool = ThreadPoolExecutor(max_workers=min(CML_POOL_SIZE, len(running)))
-    try:
-        futures = {pool.submit(collect, change): change for change in running}
-        done, late = wait(futures, timeout=CML_DEADLINE_SECONDS)
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        # Threads are started as reads need them, up to the bound.
+        self._pool = ThreadPoolExecutor(CML_POOL_SIZE, thread_name_prefix="cml-refresh")
+        self._reads: dict[str, tuple[str, Future[CMLSnapshot]]] = {}
+        self._last_start = time.monotonic()
+
+    def start(self, worker_id: str, endpoint: str) -> None:
+        client = self._ctx.cml_client(endpoint)
+        self._reads[worker_id] = (endpoint, self._pool.submit(client.collect))
+        self._last_start = time.monotonic()
+
+    def settle(self, changes: dict[str, WorkerChange], outcome: Outcome) -> None:
+        """Fold every running worker's read into ``changes``."""
+        try:
+            self._settle(changes, outcome)
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _settle(self, changes: dict[str, WorkerChange], outcome: Outcome) -> None:
+        wanted: dict[Future[CMLSnapshot], WorkerChange] = {}
+        for change in changes.values():
+            after = change.worker_after()
+            endpoint = after.get("https_endpoint")
+            if after.get("status") != "running" or not endpoint:
+                if after.get("status") != "running":
+                    change.fresh["cml_service_status"] = "unavailable"
+                continue
+            started = self._reads.get(change.worker_id)
+            if started is None or started[0] != endpoint:
+                self.start(change.worker_id, endpoint)
+            wanted[self._reads[change.worker_id][1]] = change
+        if not wanted:
+            return
+
+        remaining = self._last_start + CML_DEADLINE_SECONDS - time.monotonic()
+        done, late = wait(wanted, timeout=max(0.0, remaining))
         for future in late:
             future.cancel()
-            _cml_failed(
-                futures[future], "no answer within the refresh deadline", outcome
-            )
+            message = "no answer within the refresh deadline"
+            _cml_failed(wanted[future], message, outcome)
         for future in done:
-            change = futures[future]
+            change = wanted[future]
             try:
                 snapshot = future.result()
             except Exception as exc:  # noqa: BLE001 - any failure is this worker's own
@@ -372,8 +399,19 @@ def read_cml(ctx: Context, changes: dict[str, WorkerChange], outcome: Outcome) -
             change.labs = snapshot.labs
             if (change.stored.get("last_error") or {}).get("source") == "cml":
                 change.fresh["last_error"] = None
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_cml_reads(ctx: Context, stored: Mapping[str, Mapping[str, Any]]) -> CMLReads:
+    """Start reading every worker stored as running, before AWS confirms it."""
+    running = {
+        worker_id: worker["https_endpoint"]
+        for worker_id, worker in stored.items()
+        if worker.get("status") == "running" and worker.get("https_endpoint")
+    }
+    reads = CMLReads(ctx)
+    for worker_id, endpoint in running.items():
+        reads.start(worker_id, endpoint)
+    return reads
 
 
 def _cml_failed(change: WorkerChange, message: str, outcome: Outcome) -> None:
@@ -398,7 +436,12 @@ def _now() -> datetime:
 
 
 def sync_labs(changes: Iterable[WorkerChange]) -> None:
-    """Bring the labs collection in line with what CML reported; mark what changed."""
+    """Bring the labs collection in line with what CML reported.
+
+    Marks the workers whose labs changed and keeps, on each, its labs as stored
+    after the sync, for the event. Labs seen for the first time are inserted
+    together; changed ones are replaced one by one.
+    """
     read = [change for change in changes if change.labs is not None]
     if not read:
         return
@@ -406,29 +449,60 @@ def sync_labs(changes: Iterable[WorkerChange]) -> None:
     stored: dict[str, dict[str, dict[str, Any]]] = {}
     cursor = labs.find(
         {"worker_id": {"$in": [change.worker_id for change in read]}},
-        {"_id": 0, "worker_id": 1, "lab_id": 1, **dict.fromkeys(LAB_FIELDS, 1)},
+        {"_id": 0, "worker_id": 1, "lab_id": 1, "synced_at": 1}
+        | dict.fromkeys(LAB_FIELDS, 1),
     )
     for document in cursor:
         stored.setdefault(document["worker_id"], {})[document["lab_id"]] = document
+    # MongoDB keeps milliseconds: the event then says what a later read returns.
     now = _now()
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    new: list[dict[str, Any]] = []
     for change in read:
         known = stored.get(change.worker_id, {})
-        fresh = {lab["lab_id"]: lab for lab in change.labs or []}
-        for lab_id, lab in fresh.items():
-            old = known.get(lab_id)
+        after = []
+        for lab in change.labs or []:
+            old = known.get(lab["lab_id"])
             if old is not None and not diff(old, {k: lab.get(k) for k in LAB_FIELDS}):
+                after.append(old)
                 continue
             document = {"worker_id": change.worker_id, **lab, "synced_at": now}
-            labs.replace_one(
-                {"worker_id": change.worker_id, "lab_id": lab_id}, document, upsert=True
-            )
+            after.append(document)
             change.labs_changed = True
-        gone = set(known) - set(fresh)
+            if old is None:
+                new.append(document)
+            else:
+                labs.replace_one(
+                    {"worker_id": change.worker_id, "lab_id": lab["lab_id"]},
+                    document,
+                )
+        gone = set(known) - {lab["lab_id"] for lab in after}
         if gone:
             labs.delete_many(
                 {"worker_id": change.worker_id, "lab_id": {"$in": list(gone)}}
             )
             change.labs_changed = True
+        change.stored_labs = after
+    _insert_labs(labs, new)
+
+
+def _insert_labs(labs: Any, documents: list[dict[str, Any]]) -> None:
+    """Insert new labs at once; one another refresh has just stored is replaced."""
+    if not documents:
+        return
+    try:
+        labs.insert_many([dict(document) for document in documents], ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+        for error in errors:
+            document = documents[error["index"]]
+            labs.replace_one(
+                {"worker_id": document["worker_id"], "lab_id": document["lab_id"]},
+                document,
+                upsert=True,
+            )
 
 
 def store_and_publish(
@@ -444,7 +518,7 @@ def store_and_publish(
             setter.update({name: new for name, (_, new) in changed.items()})
             setter["updated_at"] = now
         if setter:
-            updates.append((ObjectId(change.worker_id), setter))
+            updates.append(({"_id": ObjectId(change.worker_id)}, {"$set": setter}))
         after = change.worker_after()
         if changed:
             after["updated_at"] = now
@@ -455,11 +529,7 @@ def store_and_publish(
             outcome.changed += 1
         change.changed = changed
 
-    # One update per worker rather than a bulk write: the in-process stand-in
-    # cannot run pymongo's bulk operations, and a refresh writes few workers.
-    workers = Worker._get_collection()
-    for key, setter in updates:
-        workers.update_one({"_id": key}, {"$set": setter})
+    update_each(Worker._get_collection(), updates)
     sync_labs(changes.values())
     history.append_samples(samples)
 
@@ -490,7 +560,11 @@ def _publish_change(ctx: Context, change: WorkerChange) -> int:
             )
             published += 1
     if change.labs_changed:
-        labs = [lab.to_dict() for lab in Lab.objects(worker_id=change.worker_id)]
+        labs = [
+            {name: lab.get(name) for name in ("worker_id", "lab_id", *LAB_FIELDS)}
+            | {"synced_at": lab.get("synced_at")}
+            for lab in change.stored_labs
+        ]
         ctx.publish(
             "worker.labs.updated", change.worker_id, {"worker": worker, "labs": labs}
         )
@@ -514,8 +588,9 @@ def refresh(ctx: Context, *, worker_id: str | None = None) -> Outcome:
             outcome.seconds = time.monotonic() - started
             return outcome
 
+    reads = start_cml_reads(ctx, stored)
     read_aws(ctx, stored, changes, outcome, only=only)
-    read_cml(ctx, changes, outcome)
+    reads.settle(changes, outcome)
     store_and_publish(ctx, changes, outcome)
     outcome.seen = len(changes)
     outcome.seconds = time.monotonic() - started

@@ -1,4 +1,8 @@
-"""Shared fixtures: a real Redis (started when none answers), mongomock storage."""
+"""Shared fixtures: a real Redis (started when none answers) and MongoDB storage.
+
+Storage is mongomock unless ``TEST_MONGODB_URL`` names a real MongoDB: then every
+test runs against it, each in a database of its own that is dropped afterwards.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -98,6 +103,14 @@ import itertools  # noqa: E402
 from backend.settings import Settings, load_settings  # noqa: E402
 
 _databases = itertools.count()
+REAL_MONGODB_URL = os.environ.get("TEST_MONGODB_URL")
+
+
+def _mongodb_url() -> str:
+    name = f"cmlfleet_test_{os.getpid()}_{next(_databases)}"
+    if REAL_MONGODB_URL:
+        return urlunsplit(urlsplit(REAL_MONGODB_URL)._replace(path="/" + name))
+    return f"mongomock://localhost/{name}"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -118,7 +131,7 @@ def settings(redis_url: str) -> Settings:
     env = {
         "SECRET_KEY": "test-secret-key-0123456789",
         "REDIS_URL": redis_url,
-        "MONGODB_URL": f"mongomock://localhost/cmlfleet_test_{next(_databases)}",
+        "MONGODB_URL": _mongodb_url(),
         "CML_PASSWORD": "admin",
         "CML_ENDPOINT": "https://127.0.0.1:9443/{instance_id}",
         "SSE_HEARTBEAT_SECONDS": "1",
@@ -161,6 +174,8 @@ def app(settings: Settings, mocked_aws):
     from backend.app import close_app
 
     close_app(app)
+    if REAL_MONGODB_URL:
+        mongoengine.get_connection().drop_database(mongoengine.get_db().name)
     mongoengine.disconnect()
 
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from backend import history
+from backend.connections import is_mongomock
 from backend.models import Worker
 
 
@@ -31,10 +32,21 @@ def _seed(app, worker_id: str, start: datetime, minutes: int, skip=()) -> None:
 
 def test_history_collection_has_retention(app, settings):
     with app.app_context():
-        indexes = history.collection().index_information()
+        if is_mongomock():
+            indexes = history.collection().index_information()
+            expiry = [
+                i["expireAfterSeconds"]
+                for i in indexes.values()
+                if "expireAfterSeconds" in i
+            ]
+        else:
+            # A time-series collection expires documents by its own option.
+            database = history.collection().database
+            (info,) = database.list_collections(filter={"name": history.COLLECTION})
+            assert info["options"]["timeseries"]["granularity"] == "minutes"
+            expiry = [info["options"]["expireAfterSeconds"]]
 
-    ttl = [i for i in indexes.values() if "expireAfterSeconds" in i]
-    assert ttl[0]["expireAfterSeconds"] == settings.history_retention_days * 86400
+    assert expiry == [settings.history_retention_days * 86400]
 
 
 def test_metrics_are_averaged_per_step_with_counts(app, user, worker_id):

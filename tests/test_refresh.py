@@ -1,6 +1,8 @@
 """The refresh pipeline against moto and the CML simulator."""
 
 import threading
+from dataclasses import replace
+from datetime import datetime
 
 import pytest
 from fleet_fixtures import published
@@ -9,7 +11,7 @@ from rq import SimpleWorker
 
 from backend import jobs
 from backend.models import Lab, Worker
-from backend.refresh import refresh
+from backend.refresh import _insert_labs, refresh
 
 CML_FIELDS = [name for name in Worker._fields if name.startswith("cml_")]
 
@@ -190,3 +192,86 @@ def test_fleet_lists_last_event_id_after_refresh(app, fleet, user, redis_client)
     body = user.get("/api/workers").get_json()
 
     assert body["last_event_id"] == published(redis_client)[-1]["id"]
+
+
+def test_worker_stopped_since_last_refresh_is_not_marked_by_its_cml_read(
+    app, fleet, redis_client
+):
+    # CML is read side by side with AWS for workers stored as running; once AWS
+    # says the instance stopped, that read must count for nothing.
+    stopped, running = fleet.launch("lab", count=2)
+    with app.app_context():
+        refresh(fleet.ctx)
+        fleet.ec2.stop_instances(InstanceIds=[stopped])
+        fleet.simulator.set_faults(stopped, outage=True)
+        outcome = refresh(fleet.ctx)
+        workers = {w.aws_instance_id: w for w in Worker.objects}
+
+    assert outcome.failed == 0 and "cml" not in outcome.failures
+    assert workers[stopped].status == "stopped"
+    assert workers[stopped].cml_service_status == "unavailable"
+    assert workers[stopped].last_error is None
+    assert workers[running].cml_service_status == "available"
+
+
+def test_worker_at_a_new_endpoint_is_read_there(app, fleet, redis_client):
+    (instance,) = fleet.launch("lab")
+    real = fleet.ctx.settings.cml_endpoint
+    fleet.ctx.settings = replace(
+        fleet.ctx.settings, cml_endpoint="http://127.0.0.1:9/{instance_id}"
+    )
+    with app.app_context():
+        first = refresh(fleet.ctx)
+        assert first.failed == 1
+        fleet.ctx.settings = replace(fleet.ctx.settings, cml_endpoint=real)
+        second = refresh(fleet.ctx)
+        worker = Worker.objects.get(aws_instance_id=instance)
+
+    assert second.failed == 0
+    assert worker.https_endpoint == f"{fleet.simulator.url}/{instance}"
+    assert worker.cml_service_status == "available"
+    assert worker.last_error is None
+    assert worker.cml_labs_count == len(fleet.simulator.controller(instance).labs)
+
+
+def test_labs_inserted_by_another_refresh_meanwhile_are_replaced(app):
+    # An on-demand refresh of one worker may store a new lab while the fleet
+    # refresh is about to insert the same one.
+    labs = Lab._get_collection()
+    with app.app_context():
+        Lab(worker_id="w1", lab_id="lab-1", title="old").save()
+        _insert_labs(
+            labs,
+            [
+                {"worker_id": "w1", "lab_id": "lab-1", "title": "new"},
+                {"worker_id": "w1", "lab_id": "lab-2", "title": "other"},
+            ],
+        )
+        titles = {lab.lab_id: lab.title for lab in Lab.objects(worker_id="w1")}
+
+    assert titles == {"lab-1": "new", "lab-2": "other"}
+
+
+def test_labs_event_carries_the_labs_the_api_returns(app, fleet, user, redis_client):
+    (instance,) = fleet.launch("lab")
+    controller = fleet.simulator.controller(instance)
+    with app.app_context():
+        refresh(fleet.ctx)
+        worker = Worker.objects.get(aws_instance_id=instance)
+    event = next(
+        e for e in published(redis_client) if e["type"] == "worker.labs.updated"
+    )
+    api = user.get(f"/api/workers/{worker.pk}/labs").get_json()["labs"]
+
+    def comparable(lab: dict) -> dict:
+        times = ("created", "modified", "synced_at")
+        return {
+            key: datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if key in times and value
+            else value
+            for key, value in lab.items()
+        }
+
+    by_id = {lab["lab_id"]: comparable(lab) for lab in event["data"]["labs"]}
+    assert set(by_id) == {lab.id for lab in controller.labs}
+    assert by_id == {lab["lab_id"]: comparable(lab) for lab in api}
