@@ -289,6 +289,8 @@ def read_aws(
                 r for r in records if r.aws_instance_id == only["aws_instance_id"]
             )
         found = set()
+        seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        unknown: list[tuple[aws.InstanceRecord, dict[str, Any]]] = []
         for record in records:
             found.add(record.aws_instance_id)
             known = by_instance.get(record.aws_instance_id)
@@ -296,14 +298,16 @@ def read_aws(
             if snapshot.cloudwatch_error is not None:
                 for name in (*CLOUDWATCH_FIELDS, "cloudwatch_collected_at"):
                     fields.pop(name, None)
-            if known is None:
-                if only or record.status == "terminated":
-                    continue
-                worker = _import(record, fields)
-                stored[worker["id"]] = worker
-                changes[worker["id"]] = WorkerChange(worker, imported=True)
-            else:
-                worker = known
+            if known is not None:
+                seen.append((known, fields))
+            elif not only and record.status != "terminated":
+                unknown.append((record, fields))
+        for worker, fields in _import(unknown):
+            stored[worker["id"]] = worker
+            changes[worker["id"]] = WorkerChange(worker, imported=True)
+            seen.append((worker, fields))
+
+        for worker, fields in seen:
             change = changes.setdefault(worker["id"], WorkerChange(worker))
             if worker.get("status") == "terminated":
                 continue
@@ -325,16 +329,46 @@ def read_aws(
                 change.fresh["terminated_at"] = worker.get("terminated_at") or _now()
 
 
-def _import(record: aws.InstanceRecord, fields: dict[str, Any]) -> dict[str, Any]:
-    """Save a tagged instance that no worker tracks yet; the refresh fills it."""
-    worker = Worker(
-        name=fields["name"],
-        region=record.region,
-        aws_instance_id=record.aws_instance_id,
-        status=fields["status"],
-    ).save()
-    log.info("refresh: imported %s as worker %s", record.aws_instance_id, worker.pk)
-    return worker.to_dict()
+def _import(
+    unknown: list[tuple[aws.InstanceRecord, dict[str, Any]]],
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Save the tagged instances no worker tracks yet, together; the refresh fills
+    them. One that another process saved meanwhile (a launch finishing) is left
+    to it."""
+    if not unknown:
+        return []
+    documents = []
+    for record, fields in unknown:
+        worker = Worker(
+            name=fields["name"],
+            region=record.region,
+            aws_instance_id=record.aws_instance_id,
+            status=fields["status"],
+        )
+        worker.validate()
+        documents.append(worker.to_mongo().to_dict())
+
+    taken: set[int] = set()
+    try:
+        Worker._get_collection().insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+        taken = {error["index"] for error in errors}
+
+    imported = []
+    pairs = zip(unknown, documents, strict=True)
+    for index, ((record, fields), document) in enumerate(pairs):
+        if index in taken:
+            log.info("refresh: %s was saved meanwhile", record.aws_instance_id)
+            continue
+        worker = Worker._from_son(document).to_dict()
+        log.info(
+            "refresh: imported %s as worker %s", record.aws_instance_id, worker["id"]
+        )
+        imported.append((worker, fields))
+    return imported
 
 
 class CMLReads:

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import SimpleWorker
 
 from backend import jobs
+from backend import refresh as refresh_module
 from backend.models import Lab, Worker
 from backend.refresh import _insert_labs, refresh
 
@@ -275,3 +276,25 @@ def test_labs_event_carries_the_labs_the_api_returns(app, fleet, user, redis_cli
     by_id = {lab["lab_id"]: comparable(lab) for lab in event["data"]["labs"]}
     assert set(by_id) == {lab.id for lab in controller.labs}
     assert by_id == {lab["lab_id"]: comparable(lab) for lab in api}
+
+
+def test_instance_saved_meanwhile_is_left_to_whoever_saved_it(
+    app, fleet, redis_client, monkeypatch
+):
+    (instance,) = fleet.launch("lab")
+    load = refresh_module._load_workers
+
+    def load_then_finish_a_launch(worker_id):
+        # A launch saves its worker after this refresh has loaded the fleet.
+        loaded = load(worker_id)
+        Worker(name="launched", region="us-east-1", aws_instance_id=instance).save()
+        return loaded
+
+    monkeypatch.setattr(refresh_module, "_load_workers", load_then_finish_a_launch)
+    with app.app_context():
+        outcome = refresh(fleet.ctx)
+        workers = list(Worker.objects(aws_instance_id=instance))
+
+    assert [w.name for w in workers] == ["launched"]
+    assert outcome.seen == 0
+    assert "worker.imported" not in [e["type"] for e in published(redis_client)]
