@@ -9,6 +9,7 @@ import time
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 INTERVAL = 4
 
@@ -132,3 +133,48 @@ def test_demo_streams_metric_events_within_two_intervals(demo):
                 break
 
     assert any(t.endswith("metrics.updated") for t in types), types
+
+
+def test_demo_refreshes_on_demand_and_reports_metrics_and_history(demo):
+    url, _ = demo
+    session = _signed_in(url, "user", "user")
+    workers = _wait_for_fleet(session, url)
+    worker = next(w for w in workers if w["status"] == "running")
+
+    completed = None
+    with session.get(url + "api/workers/events", stream=True, timeout=10) as stream:
+        asked = session.post(url + f"api/workers/{worker['id']}/refresh", timeout=10)
+        assert asked.status_code == 202, asked.text
+        started = time.monotonic()
+        for line in stream.iter_lines(decode_unicode=True):
+            if line.startswith("data:"):
+                envelope = json.loads(line[5:])
+                if (
+                    envelope["type"] == "worker.refresh.completed"
+                    and envelope["worker_id"] == worker["id"]
+                ):
+                    completed = envelope
+                    break
+            if time.monotonic() - started > 30:
+                break
+    assert completed is not None, "no worker.refresh.completed for the refresh asked"
+
+    fleet = {
+        w["id"]: w
+        for w in session.get(url + "api/workers", timeout=10).json()["workers"]
+    }
+    text = session.get(url + "metrics", timeout=10).text
+    labs = {
+        sample.labels["worker_id"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "cml_worker_labs_count"
+        for sample in family.samples
+    }
+    running = [w for w in fleet.values() if w["status"] == "running"]
+    assert running and all(labs[w["id"]] == w["cml_labs_count"] for w in running)
+
+    history = session.get(url + f"api/workers/{worker['id']}/metrics", timeout=10)
+    assert history.status_code == 200
+    points = history.json()["points"]
+    assert sum(p["count"] for p in points) >= 2, "one sample per refresh"
+    assert any("cml_labs_count" in p for p in points)
