@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json as _json
 import logging
+import math
 import os
 import re
 import ssl
@@ -69,7 +70,8 @@ FALLBACK_TOKEN_TTL = 300.0
 #: so there are enough for a refresh of 50 workers at once (4 system calls and
 #: a few labs each); shared, so that no call pays for starting threads.
 FETCH_WORKERS = 256
-#: Connections kept open per controller.
+#: Connections open at once per controller: more requests wait for one, so a
+#: controller with many labs is not asked for all of them at the same moment.
 CONNECTIONS_PER_CONTROLLER = 12
 
 SERVICE_STATUSES = ("unavailable", "starting", "available", "error")
@@ -513,6 +515,7 @@ def _controller_pool(
         "port": url.port,
         "timeout": timeout,
         "maxsize": CONNECTIONS_PER_CONTROLLER,
+        "block": True,
         "retries": False,
     }
     pool: HTTPConnectionPool
@@ -757,6 +760,7 @@ class CMLClient:
                 headers=headers,
                 redirect=False,
                 assert_same_host=False,
+                pool_timeout=math.ceil(connect_timeout + read_timeout),
             )
         except TLSError as exc:
             raise CMLError(
