@@ -6,7 +6,8 @@ import vue from '@vitejs/plugin-vue'
 // Flask serves the built app: index.html for / and for every non-/api path (deep links),
 // and the hashed files under /assets/. In development, /api goes to the local web process.
 export default defineConfig({
-  plugins: [vue()],
+  // Every component uses <script setup>: Vue's Options API support is left out of the bundle.
+  plugins: [vue({ features: { optionsAPI: false } })],
   resolve: {
     alias: {
       '@': fileURLToPath(new URL('./src', import.meta.url)),

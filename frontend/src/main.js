@@ -3,7 +3,7 @@ import './assets/main.css'
 import { createPinia } from 'pinia'
 import { createApp } from 'vue'
 
-import { onUnauthorized } from './api/client'
+import { dropEarlyRequests, onUnauthorized } from './api/client'
 import App from './App.vue'
 import { createAppRouter } from './router'
 import { useAuthStore } from './stores/auth'
@@ -26,3 +26,5 @@ onUnauthorized(() => {
 
 app.use(router)
 app.mount('#app')
+// The first route's guard has taken the answers index.html asked for ahead of the app.
+router.isReady().then(dropEarlyRequests, dropEarlyRequests)

@@ -36,13 +36,14 @@ export async function request(method, path, options = {}) {
 
   let response
   try {
-    response = await fetch(withQuery(path, query), {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: 'same-origin',
-      signal,
-    })
+    response = await (takeEarlyRequest(method, path, query) ??
+      fetch(withQuery(path, query), {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: 'same-origin',
+        signal,
+      }))
   } catch (error) {
     if (error?.name === 'AbortError') throw error
     throw new ApiError(0, {
@@ -56,6 +57,27 @@ export async function request(method, path, options = {}) {
 
   if (response.status === 401 && !quietUnauthorized) unauthorizedHandler?.()
   throw new ApiError(response.status, data, retryAfterSeconds(response))
+}
+
+/**
+ * The response to a GET that index.html sent before this code had loaded, if there is one
+ * for this path: it is handed out once, so any later request asks the server afresh.
+ */
+function takeEarlyRequest(method, path, query) {
+  const early = globalThis.earlyRequests
+  if (method !== 'GET' || query || !early?.[path]) return null
+
+  const response = early[path]
+  delete early[path]
+  return response
+}
+
+/**
+ * Forgets the early responses nobody took while the page loaded: answered before sign-in,
+ * they would be stale or a 401 by the time anything asked for them.
+ */
+export function dropEarlyRequests() {
+  delete globalThis.earlyRequests
 }
 
 export const api = {

@@ -3,7 +3,7 @@ import { useRouter } from 'vue-router'
 const detailsOf = (id) => ({ name: 'worker', params: { id } })
 
 // The path of the `worker` route, built by hand: `router.resolve` for each of hundreds of
-// cards is a noticeable part of drawing them. WorkerCard.spec.js checks the two agree.
+// cards is a noticeable part of drawing them. WorkerGrid.spec.js checks the two agree.
 const detailsPath = (id) => `/workers/${encodeURIComponent(id)}`
 
 // A click the browser should handle itself: new tab or window, download, or not the main

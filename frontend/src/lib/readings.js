@@ -1,7 +1,7 @@
 // What a worker's fields mean to a person: which utilisation figure to trust, when the
 // worker was last read, what its licence looks like.
 
-import { humanize, isNumber, parseTime } from './format'
+import { formatPercent, humanize, isNumber, parseTime } from './format'
 
 export const SOURCE_TIME_FIELDS = ['ec2_checked_at', 'cloudwatch_collected_at', 'cml_synced_at']
 
@@ -29,6 +29,26 @@ export function memoryReading(worker) {
     return { value: (100 * used) / total, source: 'CML' }
   }
   return NO_READING
+}
+
+/**
+ * How a usage bar shows a reading: the fill's width, the figure with its source, and a
+ * level that changes the fill's pattern as well as its colour. Null without a figure.
+ */
+export function usageMeter(reading) {
+  const { value, source } = reading
+  if (!isNumber(value)) return null
+
+  const width = Math.min(100, Math.max(0, value))
+  const percent = formatPercent(value)
+  return {
+    width,
+    percent,
+    source,
+    now: Math.round(value),
+    text: `${percent} (${source})`,
+    level: width >= 90 ? 'critical' : width >= 70 ? 'high' : 'normal',
+  }
 }
 
 /** The newest of the per-source read times, as an ISO string, or null. */

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 
-import { ApiError, onUnauthorized, request, setCsrfToken } from '../client'
+import { ApiError, dropEarlyRequests, onUnauthorized, request, setCsrfToken } from '../client'
 
 function answer(status, body, headers = {}) {
   return new Response(body === undefined ? null : JSON.stringify(body), {
@@ -66,5 +66,56 @@ describe('request', () => {
   it('answers null for 204', async () => {
     vi.stubGlobal('fetch', async () => new Response(null, { status: 204 }))
     expect(await request('POST', '/api/auth/logout')).toBeNull()
+  })
+})
+
+describe('requests index.html sent early', () => {
+  it('answers the first GET of each path from them, and asks the server afresh after', async () => {
+    vi.stubGlobal('earlyRequests', {
+      '/api/workers': Promise.resolve(answer(200, { workers: [], last_event_id: '1-0' })),
+    })
+    const fetch = vi.fn(async () => answer(200, { workers: [], last_event_id: '2-0' }))
+    vi.stubGlobal('fetch', fetch)
+
+    expect((await request('GET', '/api/workers')).last_event_id).toBe('1-0')
+    expect(fetch).not.toHaveBeenCalled()
+
+    expect((await request('GET', '/api/workers')).last_event_id).toBe('2-0')
+    expect(fetch).toHaveBeenCalledTimes(1)
+  })
+
+  it('leaves them to plain GETs of the same path', async () => {
+    vi.stubGlobal('earlyRequests', {
+      '/api/workers': Promise.resolve(answer(200, { workers: [], last_event_id: '1-0' })),
+    })
+    const fetch = vi.fn(async () => answer(202, { job_id: 'j1' }))
+    vi.stubGlobal('fetch', fetch)
+
+    await request('POST', '/api/workers', { body: { name: 'edge' } })
+    await request('GET', '/api/workers', { query: { status: 'running' } })
+
+    expect(fetch).toHaveBeenCalledTimes(2)
+    expect(Object.keys(globalThis.earlyRequests)).toEqual(['/api/workers'])
+  })
+
+  it('reports a failed early request as the server being out of reach', async () => {
+    vi.stubGlobal('earlyRequests', { '/api/auth/me': Promise.reject(new TypeError('offline')) })
+
+    const error = await request('GET', '/api/auth/me').catch((e) => e)
+
+    expect(error).toBeInstanceOf(ApiError)
+    expect(error.status).toBe(0)
+  })
+
+  it('forgets those nobody took once the page has loaded', async () => {
+    vi.stubGlobal('earlyRequests', {
+      '/api/workers': Promise.resolve(answer(401, { error: 'unauthorized', message: 'Sign in.' })),
+    })
+    const fetch = vi.fn(async () => answer(200, { workers: [], last_event_id: '2-0' }))
+    vi.stubGlobal('fetch', fetch)
+
+    dropEarlyRequests()
+
+    expect((await request('GET', '/api/workers')).last_event_id).toBe('2-0')
   })
 })

@@ -6,14 +6,16 @@ import RelativeTime from '../RelativeTime.vue'
 
 const START = Date.parse('2024-05-01T10:00:00Z')
 
-// Mounts the clock with a counter of its own re-renders.
+// Mounts the clock with counters of its re-renders and of the writes to its text.
 function mountClock(at) {
   const renders = vi.fn()
   const wrapper = mount(
     { props: ['at'], render: (ctx) => h(RelativeTime, { at: ctx.at, onVnodeUpdated: renders }) },
     { props: { at } },
   )
-  return { wrapper, renders }
+  const writes = vi.fn()
+  new MutationObserver(writes).observe(wrapper.element, { childList: true, subtree: true })
+  return { wrapper, renders, writes }
 }
 
 async function advance(ms) {
@@ -33,8 +35,8 @@ describe('RelativeTime', () => {
 
   enableAutoUnmount(afterEach)
 
-  it('follows the clock in steps of ten seconds, re-rendering only when its text changes', async () => {
-    const { wrapper, renders } = mountClock('2024-05-01T09:59:57Z')
+  it('follows the clock in steps of ten seconds, without re-rendering', async () => {
+    const { wrapper, renders, writes } = mountClock('2024-05-01T09:59:57Z')
     expect(wrapper.text()).toBe('just now')
 
     const seen = [wrapper.text()]
@@ -52,18 +54,20 @@ describe('RelativeTime', () => {
       '50 s ago',
       '1 min ago',
     ])
-    expect(renders).toHaveBeenCalledTimes(seen.length - 1)
+    expect(renders).not.toHaveBeenCalled()
+    // Its text is written only when it changes.
+    expect(writes).toHaveBeenCalledTimes(seen.length - 1)
   })
 
   it('shows minutes for an hour, changing once a minute', async () => {
-    const { wrapper, renders } = mountClock('2024-05-01T09:55:00Z')
+    const { wrapper, writes } = mountClock('2024-05-01T09:55:00Z')
     expect(wrapper.text()).toBe('5 min ago')
 
     await advance(59_000)
     expect(wrapper.text()).toBe('5 min ago')
     await advance(1000)
     expect(wrapper.text()).toBe('6 min ago')
-    expect(renders).toHaveBeenCalledTimes(1)
+    expect(writes).toHaveBeenCalledTimes(1)
   })
 
   it('measures a new time against the clock at once', async () => {

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest'
 
-import { cpuReading, errorFor, lastRefreshedAt, memoryReading, unplacedError } from '../readings'
+import {
+  cpuReading,
+  errorFor,
+  lastRefreshedAt,
+  memoryReading,
+  unplacedError,
+  usageMeter,
+} from '../readings'
 
 describe('cpuReading', () => {
   it('prefers CloudWatch and falls back to CML', () => {
@@ -21,6 +28,25 @@ describe('memoryReading', () => {
       source: 'CML',
     })
     expect(memoryReading({ cml_memory_used: 4, cml_memory_total: 0 }).value).toBeNull()
+  })
+})
+
+describe('usageMeter', () => {
+  it('fills to the figure, says where it comes from, and marks high levels', () => {
+    expect(usageMeter({ value: 72.4, source: 'CloudWatch' })).toEqual({
+      width: 72.4,
+      percent: '72%',
+      source: 'CloudWatch',
+      now: 72,
+      text: '72% (CloudWatch)',
+      level: 'high',
+    })
+    expect(usageMeter({ value: 104, source: 'CML' })).toMatchObject({
+      width: 100,
+      level: 'critical',
+    })
+    expect(usageMeter({ value: 5, source: 'CML' }).level).toBe('normal')
+    expect(usageMeter({ value: null, source: null })).toBeNull()
   })
 })
 
