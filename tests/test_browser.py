@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from browser_fixtures import (
@@ -21,7 +22,14 @@ from browser_fixtures import (
     seed_worker,
 )
 from conftest import ADMIN, USER
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    Locator,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
 from rq import SimpleWorker
 
 from backend import jobs
@@ -121,6 +129,41 @@ def test_sign_in_refuses_a_wrong_password_then_shows_the_fleet(app, page):
     for name in ("alpha", "bravo", "charlie"):
         expect(card(page, name)).to_be_visible()
     expect(page.get_by_role("alert")).to_have_count(0)
+
+
+def test_page_load_asks_for_the_fleet_once_and_only_when_signed_in(app, page):
+    with app.app_context():
+        alpha = seed_worker("alpha")
+        seed_worker("bravo")
+    fleet_requests: list[str] = []
+
+    def note(request: Request) -> None:
+        if urlsplit(request.url).path == "/api/workers":
+            fleet_requests.append(request.url)
+
+    page.on("request", note)
+
+    page.goto(f"/workers/{alpha.pk}")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert "redirect=" in page.url
+    assert fleet_requests == []
+
+    page.get_by_role("textbox", name="Username").fill(ADMIN[0])
+    page.get_by_label("Password").fill(ADMIN[1])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("dialog", name="alpha")).to_be_visible()
+    expect(
+        page.get_by_role("list", name="Workers").get_by_role("article")
+    ).to_have_count(2)
+    wait_live(page)
+    assert len(fleet_requests) == 1
+
+    # A reload takes the fleet that the page asked for before its code had loaded.
+    page.reload()
+    expect(page.get_by_role("dialog", name="alpha")).to_be_visible()
+    expect(card(page, "bravo")).to_be_visible()
+    wait_live(page)
+    assert len(fleet_requests) == 2
 
 
 def test_card_follows_events_without_a_reload(app, page, redis_client):
