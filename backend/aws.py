@@ -667,6 +667,22 @@ def set_detailed_monitoring(
     return state
 
 
+def tag_instances(
+    region: str, instance_ids: Sequence[str], tag: str, *, clients: AWSClients
+) -> None:
+    """Put the worker ``tag`` on instances, so that every refresh reads them."""
+    if not instance_ids:
+        return
+
+    ec2 = clients.ec2(region)
+    key, value = parse_worker_tag(tag)
+    with _translate_errors("CreateTags", region):
+        ec2.create_tags(
+            Resources=list(instance_ids), Tags=[{"Key": key, "Value": value}]
+        )
+    logger.info("region %s: tagged %s on %s", region, tag, ", ".join(instance_ids))
+
+
 def describe_instances(
     region: str, instance_ids: Sequence[str], *, clients: AWSClients
 ) -> list[InstanceRecord]:

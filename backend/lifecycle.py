@@ -197,8 +197,9 @@ def import_instances(
     """Track existing instances as workers: the ids given, or all found by tag.
 
     Without ids, discovery finds the instances that carry ``WORKER_TAG`` and run an
-    AMI matching ``WORKER_AMI_NAME``. Instances already tracked are skipped and
-    reported, never duplicated; so are terminated ones.
+    AMI matching ``WORKER_AMI_NAME``; instances given by id are given that tag.
+    Instances already tracked are skipped and reported, never duplicated; so are
+    terminated ones.
     """
     settings = ctx.settings
     if instance_ids:
@@ -215,7 +216,7 @@ def import_instances(
             aws_instance_id__in=[r.aws_instance_id for r in records]
         )
     }
-    imported: list[Worker] = []
+    fresh: list[aws.InstanceRecord] = []
     skipped: list[dict[str, str]] = []
     for record in records:
         if record.aws_instance_id in known:
@@ -228,6 +229,17 @@ def import_instances(
                 {"instance_id": record.aws_instance_id, "reason": "terminated"}
             )
             continue
+        fresh.append(record)
+
+    # A refresh reads only the instances that carry the worker tag, and takes a
+    # worker whose instance it no longer finds for terminated: an instance
+    # imported by id gets the tag before it becomes a worker.
+    key, value = aws.parse_worker_tag(settings.worker_tag)
+    untagged = [r.aws_instance_id for r in fresh if r.aws_tags.get(key) != value]
+    aws.tag_instances(region, untagged, settings.worker_tag, clients=ctx.aws)
+
+    imported: list[Worker] = []
+    for record in fresh:
         worker = Worker(
             name=record.name or record.aws_instance_id,
             region=region,
@@ -235,7 +247,7 @@ def import_instances(
             instance_type=record.instance_type,
             ami_id=record.ami_id,
             ami_name=record.ami_name,
-            aws_tags=record.aws_tags,
+            aws_tags={**record.aws_tags, key: value},
             status=record.status,
             ec2_state=record.ec2_state,
             ec2_detailed_monitoring=record.ec2_detailed_monitoring,

@@ -191,6 +191,28 @@ def test_import_by_id_reports_unknown_ids(app, fleet, admin):
     assert admin.get("/api/workers").get_json()["workers"] == []
 
 
+def test_import_by_id_tags_the_instance_so_refreshes_keep_it(app, fleet, admin):
+    (legacy,) = fleet.launch("legacy", tagged=False)
+
+    response = admin.post(
+        "/api/workers/import", json={"region": "us-east-1", "instance_ids": [legacy]}
+    )
+    with app.app_context():
+        refresh(fleet.ctx)
+        worker = Worker.objects.get(aws_instance_id=legacy)
+
+    assert response.status_code == 200
+    assert worker.status == "running"
+    assert worker.cml_version is not None
+    assert worker.aws_tags["cmlfleet:managed"] == "true"
+    instance = fleet.ec2.describe_instances(InstanceIds=[legacy])
+    tags = {
+        t["Key"]: t["Value"]
+        for t in instance["Reservations"][0]["Instances"][0]["Tags"]
+    }
+    assert tags == {"Name": "legacy", "cmlfleet:managed": "true"}
+
+
 def test_import_refuses_malformed_instance_ids(admin):
     response = admin.post(
         "/api/workers/import", json={"region": "us-east-1", "instance_ids": ["bogus"]}
