@@ -151,6 +151,22 @@ describe('WorkerDetailsView', () => {
     expect(button(dialog(), 'Terminate').getAttribute('aria-busy')).toBe('true')
   })
 
+  it('offers no lab actions once the worker is terminated', async () => {
+    await open('admin')
+    expect(dialog().querySelector('[aria-label="Stop lab OSPF area"]')).not.toBeNull()
+
+    FakeEventSource.latest().emit(
+      makeEvent('worker.terminated', 'w-edge', {
+        worker: { ...worker, status: 'terminated' },
+        changes: { status: ['running', 'terminated'] },
+      }),
+    )
+    await flushPromises()
+
+    expect(dialog().textContent).toContain('OSPF area')
+    expect(dialog().querySelector('[aria-label="Stop lab OSPF area"]')).toBeNull()
+  })
+
   it('closes on Escape and gives focus back to the link that opened it', async () => {
     const { router } = await open('user', { route: '/', fleet: [workerForUser] })
     const link = document.body.querySelector('article a')
