@@ -9,7 +9,7 @@ and text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +27,7 @@ from playwright.sync_api import (
     Locator,
     Page,
     Request,
+    Response,
     expect,
     sync_playwright,
 )
@@ -93,6 +94,39 @@ def fact(scope: Locator, label: str) -> Locator:
     """The value shown beside ``label`` in a list of facts."""
     term = scope.get_by_role("term").filter(has_text=re.compile(rf"^{label}$"))
     return term.locator("xpath=following-sibling::dd[1]")
+
+
+def status_badge(scope: Locator, name: str) -> Locator:
+    """The status shown beside a worker's name, on its card or in its modal."""
+    heading = scope.get_by_role("heading", name=name, exact=True)
+    return heading.locator("xpath=following-sibling::*[1]")
+
+
+def notifications(page: Page) -> Locator:
+    return page.get_by_role("region", name="Notifications")
+
+
+def lab_row(dialog: Locator, title: str) -> Locator:
+    rows = dialog.get_by_role("table", name="Labs").get_by_role("row")
+    return rows.filter(has=dialog.page.get_by_role("rowheader", name=title, exact=True))
+
+
+def answer_to(method: str, path: str) -> Callable[[Response], bool]:
+    """A predicate for ``page.expect_response``: the app's answer to one call."""
+
+    def matches(response: Response) -> bool:
+        request = response.request
+        return request.method == method and urlsplit(response.url).path == path
+
+    return matches
+
+
+def open_worker(page: Page, name: str) -> tuple[Locator, str]:
+    """Open a worker's modal from its card; return the dialog and the worker's id."""
+    card(page, name).get_by_role("link", name=name).click()
+    dialog = page.get_by_role("dialog", name=name)
+    expect(dialog.get_by_role("heading", name="EC2")).to_be_visible()
+    return dialog, urlsplit(page.url).path.rsplit("/", 1)[-1]
 
 
 def mark_page(page: Page) -> None:
@@ -289,6 +323,271 @@ def test_admin_enables_detailed_monitoring(app, fleet, page, redis_client):
     expect(page.get_by_role("region", name="Notifications")).to_contain_text(
         "Detailed monitoring enabled on trainer."
     )
+
+
+def test_admin_stops_and_starts_a_worker(app, fleet, page, redis_client):
+    fleet.launch("trainer")
+    with app.app_context():
+        refresh(fleet.ctx)
+    sign_in(page, ADMIN)
+    wait_live(page)
+    dialog, worker_id = open_worker(page, "trainer")
+    actions = dialog.get_by_role("group", name="Worker actions")
+    start = actions.get_by_role("button", name="Start", exact=True)
+    stop = actions.get_by_role("button", name="Stop", exact=True)
+    state = fact(dialog.get_by_role("region", name="EC2"), "State")
+    expect(status_badge(dialog, "trainer")).to_have_text("Running")
+    expect(start).to_be_disabled()
+
+    # Stopping asks for no confirmation: the worker can be started again.
+    with page.expect_response(
+        answer_to("POST", f"/api/workers/{worker_id}/stop")
+    ) as answer:
+        stop.click()
+    assert answer.value.status == 202
+    expect(stop).to_have_attribute("aria-busy", "true")
+    with app.app_context():
+        run_jobs(redis_client)
+
+    expect(status_badge(dialog, "trainer")).to_have_text("Stopping")
+    expect(status_badge(card(page, "trainer"), "trainer")).to_have_text("Stopping")
+    expect(state).to_have_text("Stopping")
+    expect(stop).to_have_attribute("aria-busy", "true")
+    with app.app_context():
+        refresh(fleet.ctx)
+
+    expect(status_badge(dialog, "trainer")).to_have_text("Stopped")
+    expect(status_badge(card(page, "trainer"), "trainer")).to_have_text("Stopped")
+    expect(state).to_have_text("Stopped")
+    expect(notifications(page)).to_contain_text("Worker trainer stopped.")
+    expect(stop).to_be_disabled()
+    expect(stop).not_to_have_attribute("aria-busy", "true")
+
+    with page.expect_response(
+        answer_to("POST", f"/api/workers/{worker_id}/start")
+    ) as answer:
+        start.click()
+    assert answer.value.status == 202
+    expect(start).to_have_attribute("aria-busy", "true")
+    with app.app_context():
+        run_jobs(redis_client)
+
+    expect(status_badge(dialog, "trainer")).to_have_text("Pending")
+    expect(start).to_have_attribute("aria-busy", "true")
+    with app.app_context():
+        refresh(fleet.ctx)
+
+    expect(status_badge(dialog, "trainer")).to_have_text("Running")
+    expect(status_badge(card(page, "trainer"), "trainer")).to_have_text("Running")
+    expect(state).to_have_text("Running")
+    expect(notifications(page)).to_contain_text("Worker trainer is running.")
+    expect(start).to_be_disabled()
+    expect(stop).to_be_enabled()
+
+
+def test_admin_terminates_a_worker_after_confirming(app, fleet, page, redis_client):
+    (instance_id,) = fleet.launch("doomed")
+    fleet.launch("keeper")
+    with app.app_context():
+        refresh(fleet.ctx)
+    sign_in(page, ADMIN)
+    wait_live(page)
+    dialog, worker_id = open_worker(page, "doomed")
+    actions = dialog.get_by_role("group", name="Worker actions")
+    terminate = actions.get_by_role("button", name="Terminate", exact=True)
+
+    terminate.click()
+    confirm = page.get_by_role("alertdialog", name="Terminate doomed?")
+    expect(confirm).to_contain_text(f"instance {instance_id} of worker doomed")
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(confirm).to_have_count(0)
+    expect(status_badge(dialog, "doomed")).to_have_text("Running")
+
+    terminate.click()
+    with page.expect_response(
+        answer_to("DELETE", f"/api/workers/{worker_id}")
+    ) as answer:
+        confirm.get_by_role("button", name="Terminate doomed").click()
+    assert answer.value.status == 202
+    expect(confirm).to_have_count(0)
+    expect(terminate).to_have_attribute("aria-busy", "true")
+    with app.app_context():
+        run_jobs(redis_client)
+
+    # EC2 answers "shutting-down"; the page shows the worker as gone from then on.
+    expect(status_badge(dialog, "doomed")).to_have_text("Terminated")
+    expect(notifications(page)).to_contain_text("Worker doomed terminated.")
+    with app.app_context():
+        refresh(fleet.ctx)
+
+    expect(fact(dialog.get_by_role("region", name="EC2"), "State")).to_have_text(
+        "Terminated"
+    )
+    for name in ("Start", "Stop", "Enable Detailed Monitoring", "Terminate"):
+        expect(actions.get_by_role("button", name=name, exact=True)).to_be_disabled()
+    expect(dialog.get_by_role("button", name="Refresh now")).to_be_disabled()
+    expect(
+        dialog.get_by_role("button", name=re.compile(r"^(Start|Stop|Wipe) lab "))
+    ).to_have_count(0)
+    dialog.get_by_role("button", name="Close").click()
+
+    # Terminated workers stay in the fleet under their own status.
+    expect(status_badge(card(page, "doomed"), "doomed")).to_have_text("Terminated")
+    expect(
+        card(page, "doomed").get_by_role("button", name="Refresh now")
+    ).to_be_disabled()
+    status = page.get_by_role("combobox", name="Status")
+    status.select_option(label="Running")
+    expect(card(page, "doomed")).to_have_count(0)
+    expect(card(page, "keeper")).to_be_visible()
+    status.select_option(label="Terminated")
+    expect(card(page, "doomed")).to_be_visible()
+    expect(card(page, "keeper")).to_have_count(0)
+
+
+def test_admin_launches_a_worker(app, fleet, page, redis_client):
+    sign_in(page, ADMIN)
+    wait_live(page)
+    expect(page.get_by_text("No workers yet. Launch one")).to_be_visible()
+
+    page.get_by_role("button", name="Launch worker").click()
+    dialog = page.get_by_role("dialog", name="Launch worker")
+    dialog.get_by_role("textbox", name="Name").fill("fresh")
+    dialog.get_by_role("combobox", name="Region").fill("us-east-1")
+    with page.expect_response(answer_to("POST", "/api/workers")) as answer:
+        dialog.get_by_role("button", name="Launch").click()
+    assert answer.value.status == 202
+    expect(dialog).to_have_count(0)
+
+    fresh = card(page, "fresh")
+    expect(status_badge(fresh, "fresh")).to_have_text("Pending")
+    expect(notifications(page)).to_contain_text("Worker fresh created.")
+    with app.app_context():
+        run_jobs(redis_client)
+    details, _ = open_worker(page, "fresh")
+    instance_id = fact(details.get_by_role("region", name="EC2"), "Instance ID")
+    expect(instance_id).to_have_text(re.compile(r"^i-[0-9a-f]+$"))
+    expect(status_badge(details, "fresh")).to_have_text("Pending")
+    with app.app_context():
+        refresh(fleet.ctx)
+
+    expect(status_badge(details, "fresh")).to_have_text("Running")
+    expect(status_badge(fresh, "fresh")).to_have_text("Running")
+    expect(fact(details.get_by_role("region", name="CML"), "Version")).not_to_have_text(
+        "—"
+    )
+
+
+def test_admin_imports_an_untagged_instance_by_id(app, fleet, page, redis_client):
+    (instance_id,) = fleet.launch("legacy", tagged=False)
+    sign_in(page, ADMIN)
+    wait_live(page)
+
+    page.get_by_role("button", name="Import instances").click()
+    dialog = page.get_by_role("dialog", name="Import instances")
+    dialog.get_by_role("combobox", name="Region").fill("us-east-1")
+    dialog.get_by_role("textbox", name="Instance IDs (optional)").fill(instance_id)
+    with page.expect_response(answer_to("POST", "/api/workers/import")) as answer:
+        dialog.get_by_role("button", name="Import").click()
+    assert answer.value.status == 200
+
+    report = dialog.get_by_role("status")
+    expect(report).to_contain_text("Imported 1, skipped 0.")
+    expect(report.get_by_role("list", name="Imported")).to_have_text("Imported legacy")
+    expect(status_badge(card(page, "legacy"), "legacy")).to_have_text("Running")
+    expect(notifications(page)).to_contain_text("Worker legacy imported.")
+    dialog.get_by_role("button", name="Done").click()
+    expect(dialog).to_have_count(0)
+
+    # The next refresh keeps the imported worker running and reads its CML.
+    details, _ = open_worker(page, "legacy")
+    version = fact(details.get_by_role("region", name="CML"), "Version")
+    expect(version).to_have_text("—")
+    with app.app_context():
+        refresh(fleet.ctx)
+    expect(version).not_to_have_text("—")
+    expect(status_badge(details, "legacy")).to_have_text("Running")
+    details.get_by_role("button", name="Close").click()
+    expect(status_badge(card(page, "legacy"), "legacy")).to_have_text("Running")
+
+    # Importing it again is reported, not duplicated.
+    page.get_by_role("button", name="Import instances").click()
+    dialog.get_by_role("combobox", name="Region").fill("us-east-1")
+    dialog.get_by_role("textbox", name="Instance IDs (optional)").fill(instance_id)
+    dialog.get_by_role("button", name="Import").click()
+    expect(report).to_contain_text("Imported 0, skipped 1.")
+    expect(report.get_by_role("list", name="Skipped")).to_have_text(
+        f"Skipped {instance_id}: already a worker"
+    )
+    expect(
+        page.get_by_role("list", name="Workers").get_by_role("article")
+    ).to_have_count(1)
+
+
+def test_admin_stops_starts_and_wipes_labs(app, fleet, page, redis_client):
+    (instance_id,) = fleet.launch("labhost")
+    running, idle, *rest = fleet.simulator.controller(instance_id).labs
+    running.set_state("STARTED")
+    idle.set_state("STOPPED")
+    for lab in rest:
+        lab.set_state("DEFINED_ON_CORE")
+    with app.app_context():
+        refresh(fleet.ctx)
+    sign_in(page, ADMIN)
+    wait_live(page)
+    dialog, worker_id = open_worker(page, "labhost")
+    row = lab_row(dialog, running.title)
+    state = row.get_by_role("cell").first
+    stop = row.get_by_role("button", name=f"Stop lab {running.title}")
+    start = row.get_by_role("button", name=f"Start lab {running.title}")
+    expect(state).to_have_text("Started")
+    expect(start).to_be_disabled()
+    lab_path = f"/api/workers/{worker_id}/labs/{running.id}"
+
+    with page.expect_response(answer_to("POST", f"{lab_path}/stop")) as answer:
+        stop.click()
+    assert answer.value.status == 202
+    expect(stop).to_have_attribute("aria-busy", "true")
+    with app.app_context():
+        run_jobs(redis_client)
+
+    expect(state).to_have_text("Stopped")
+    expect(notifications(page)).to_contain_text(
+        f"Lab {running.title} stopped on labhost."
+    )
+    expect(stop).to_be_disabled()
+    expect(start).to_be_enabled()
+
+    with page.expect_response(answer_to("POST", f"{lab_path}/start")) as answer:
+        start.click()
+    assert answer.value.status == 202
+    expect(start).to_have_attribute("aria-busy", "true")
+    with app.app_context():
+        run_jobs(redis_client)
+
+    expect(state).to_have_text("Started")
+    expect(notifications(page)).to_contain_text(
+        f"Lab {running.title} started on labhost."
+    )
+    expect(row.get_by_role("button", name=f"Wipe lab {running.title}")).to_be_disabled()
+
+    # Only a stopped lab can be wiped, and only after confirming.
+    row = lab_row(dialog, idle.title)
+    expect(row.get_by_role("cell").first).to_have_text("Stopped")
+    row.get_by_role("button", name=f"Wipe lab {idle.title}").click()
+    confirm = page.get_by_role("alertdialog", name=f"Wipe lab {idle.title}?")
+    with page.expect_response(
+        answer_to("POST", f"/api/workers/{worker_id}/labs/{idle.id}/wipe")
+    ) as answer:
+        confirm.get_by_role("button", name=f"Wipe lab {idle.title}").click()
+    assert answer.value.status == 202
+    expect(confirm).to_have_count(0)
+    with app.app_context():
+        run_jobs(redis_client)
+
+    expect(row.get_by_role("cell").first).to_have_text("Defined")
+    expect(notifications(page)).to_contain_text(f"Lab {idle.title} wiped on labhost.")
+    expect(row.get_by_role("button", name=f"Start lab {idle.title}")).to_be_enabled()
 
 
 # Without an event seen before the drop, the page can only resume from the
