@@ -44,14 +44,27 @@ def collection() -> Collection:
 
 
 def ensure_collection(retention_days: int) -> str:
-    """Create the history collection if needed; return its kind."""
+    """Create the history collection if needed; return its kind.
+
+    The kind is what the collection is, ``"timeseries"`` or ``"plain"``: the
+    stand-in, a server that refuses time-series collections, or a collection made
+    as plain before keep samples in a plain collection that expires them through
+    a TTL index.
+    """
     db = get_db()
     expire = int(timedelta(days=retention_days).total_seconds())
-    if is_mongomock():
+    kind = "plain" if is_mongomock() else _create_time_series(expire)
+    if kind == "timeseries":
+        db.command("collMod", COLLECTION, expireAfterSeconds=expire)
+    else:
         db[COLLECTION].create_index("t", expireAfterSeconds=expire, name="t_ttl")
-        db[COLLECTION].create_index([("worker_id", ASCENDING), ("t", ASCENDING)])
-        return "plain"
+    db[COLLECTION].create_index([("worker_id", ASCENDING), ("t", ASCENDING)])
+    return kind
 
+
+def _create_time_series(expire_seconds: int) -> str:
+    """Create the time-series collection unless it exists; return what it is."""
+    db = get_db()
     try:
         db.create_collection(
             COLLECTION,
@@ -60,17 +73,20 @@ def ensure_collection(retention_days: int) -> str:
                 "metaField": "worker_id",
                 "granularity": "minutes",
             },
-            expireAfterSeconds=expire,
+            expireAfterSeconds=expire_seconds,
         )
         log.info("history: created time-series collection %s", COLLECTION)
     except CollectionInvalid:
-        db.command("collMod", COLLECTION, expireAfterSeconds=expire)
+        pass
     except OperationFailure as exc:
-        # Servers older than 5.0 refuse time-series collections: fall back to TTL.
+        # Servers older than 5.0 refuse time-series collections.
         log.warning("history: time-series unavailable (%s), using a TTL index", exc)
-        db[COLLECTION].create_index("t", expireAfterSeconds=expire, name="t_ttl")
-    db[COLLECTION].create_index([("worker_id", ASCENDING), ("t", ASCENDING)])
-    return "timeseries"
+        return "plain"
+
+    info: dict[str, Any] = next(
+        iter(db.list_collections(filter={"name": COLLECTION})), {}
+    )
+    return "timeseries" if info.get("type") == "timeseries" else "plain"
 
 
 def sample_from(worker: Mapping[str, Any], at: datetime) -> dict[str, Any]:
