@@ -82,7 +82,10 @@ def users_add(name: str, role: str, password_stdin: bool) -> None:
 
 @cli.command()
 @click.option("--workers", "processes", type=int, default=None, help="gunicorn workers")
-def web(processes: int | None) -> None:
+@click.option(
+    "--host", default="0.0.0.0", show_default=True, help="address to listen on"
+)
+def web(processes: int | None, host: str) -> None:
     """Serve the web app with gunicorn's gevent worker on $PORT."""
     settings = _settings()
     config = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
@@ -93,7 +96,7 @@ def web(processes: int | None) -> None:
         "-c",
         config,
         "--bind",
-        f"0.0.0.0:{settings.port}",
+        f"{host}:{settings.port}",
     ]
     if processes:
         argv += ["--workers", str(processes)]
