@@ -277,42 +277,41 @@ def main() -> None:
     rows = []
     try:
         for size in SIZES:
-            if True:
-                requests.post(aws_url + "/moto-api/reset", timeout=10)
-                connect_mongo(settings)
-                redis = redis_from_url(settings.redis_url)
-                redis.flushdb()
-                session = boto3.Session(region_name="us-east-1")
-                counter = AWSCallCounter(session)
-                ctx = jobs.build_context(settings, redis)
-                ctx.aws = aws.AWSClients(
-                    session=session, endpoint_url=aws_url, max_pool_connections=50
-                )
-                ids = launch(session, aws_url, size, sim_url)
-                first = measure("first refresh", partial(refresh, ctx), counter)
-                second = measure("second refresh", partial(refresh, ctx), counter)
-                base = baseline(session, aws_url, ids, sim_url, counter)
-                for row in (first, second, base):
-                    rows.append({"N": size, **row})
-                rows.append(
-                    {
-                        "N": size,
-                        "run": "ratio baseline/ours (2nd)",
-                        **{
-                            k: base[k] / max(second[k], 1e-9)  # type: ignore[operator]
-                            for k in (
-                                "wall_s",
-                                "cpu_s",
-                                "stand_ins_cpu_s",
-                                "aws_calls",
-                                "cml_requests",
-                            )
-                        },
-                        "cml_auths": None,
-                    }
-                )
-                for client in ctx.cml_clients.values():
-                    client.close()
+            requests.post(aws_url + "/moto-api/reset", timeout=10)
+            connect_mongo(settings)
+            redis = redis_from_url(settings.redis_url)
+            redis.flushdb()
+            session = boto3.Session(region_name="us-east-1")
+            counter = AWSCallCounter(session)
+            ctx = jobs.build_context(settings, redis)
+            ctx.aws = aws.AWSClients(
+                session=session, endpoint_url=aws_url, max_pool_connections=50
+            )
+            ids = launch(session, aws_url, size, sim_url)
+            first = measure("first refresh", partial(refresh, ctx), counter)
+            second = measure("second refresh", partial(refresh, ctx), counter)
+            base = baseline(session, aws_url, ids, sim_url, counter)
+            for row in (first, second, base):
+                rows.append({"N": size, **row})
+            rows.append(
+                {
+                    "N": size,
+                    "run": "ratio baseline/ours (2nd)",
+                    **{
+                        k: base[k] / max(second[k], 1e-9)  # type: ignore[operator]
+                        for k in (
+                            "wall_s",
+                            "cpu_s",
+                            "stand_ins_cpu_s",
+                            "aws_calls",
+                            "cml_requests",
+                        )
+                    },
+                    "cml_auths": None,
+                }
+            )
+            for client in ctx.cml_clients.values():
+                client.close()
     finally:
         for process in (simulator, moto):
             process.terminate()
