@@ -21,7 +21,6 @@ import argparse
 import collections
 import itertools
 import logging
-import os
 import signal
 import socket
 import socketserver
@@ -141,7 +140,6 @@ class Context:
     """What a command may need to know about the connection it came on."""
 
     connection_id: int
-    peer: str
 
 
 def take_batch(
@@ -211,9 +209,6 @@ class Backend:
         self.cursors: dict[int, Cursor] = {}
         self.cursor_ids = itertools.count(1)
         self.connection_ids = itertools.count(1)
-        self.connections_current = 0
-        self.connections_total = 0
-        self.started = time.monotonic()
         self.unlocked: dict[str, Callable[[Document, Context], Document]] = {
             "hello": self.hello,
             "isMaster": self.hello,
@@ -221,16 +216,7 @@ class Backend:
             "ping": self.ok,
             "buildInfo": self.build_info,
             "buildinfo": self.build_info,
-            "getParameter": self.get_parameter,
             "endSessions": self.ok,
-            "refreshSessions": self.ok,
-            "logout": self.ok,
-            "serverStatus": self.server_status,
-            "whatsmyuri": self.whatsmyuri,
-            "getLog": self.get_log,
-            "connectionStatus": self.connection_status,
-            "hostInfo": self.host_info,
-            "getCmdLineOpts": self.get_cmd_line_opts,
             "commitTransaction": self.no_transactions,
             "abortTransaction": self.no_transactions,
         }
@@ -249,13 +235,11 @@ class Backend:
             "create": self.create,
             "collMod": self.coll_mod,
             "drop": self.drop,
-            "renameCollection": self.rename_collection,
             "listCollections": self.list_collections,
             "createIndexes": self.create_indexes,
             "listIndexes": self.list_indexes,
             "dropIndexes": self.drop_indexes,
             "deleteIndexes": self.drop_indexes,
-            "listDatabases": self.list_databases,
             "dropDatabase": self.drop_database,
         }
 
@@ -347,80 +331,7 @@ class Backend:
             "ok": 1.0,
         }
 
-    def get_parameter(self, body: Document, context: Context) -> Document:
-        known: Document = {
-            "featureCompatibilityVersion": {"version": "7.0"},
-            "requireApiVersion": False,
-        }
-        if body.get("getParameter") == "*":
-            return {**known, "ok": 1.0}
-        found = {name: value for name, value in known.items() if name in body}
-        if not found:
-            return error_document(72, "no option found to get")
-        return {**found, "ok": 1.0}
-
-    def server_status(self, body: Document, context: Context) -> Document:
-        uptime = time.monotonic() - self.started
-        return {
-            "host": socket.gethostname(),
-            "version": SERVER_VERSION,
-            "process": "mongod",
-            "pid": Int64(os.getpid()),
-            "uptime": float(int(uptime)),
-            "uptimeMillis": Int64(int(uptime * 1000)),
-            "localTime": datetime.now(UTC),
-            "connections": {
-                "current": self.connections_current,
-                "available": 1000,
-                "totalCreated": self.connections_total,
-            },
-            "ok": 1.0,
-        }
-
-    def whatsmyuri(self, body: Document, context: Context) -> Document:
-        return {"you": context.peer, "ok": 1.0}
-
-    def get_log(self, body: Document, context: Context) -> Document:
-        if body.get("getLog") == "*":
-            return {"names": ["global", "startupWarnings"], "ok": 1.0}
-        return {"totalLinesWritten": 0, "log": [], "ok": 1.0}
-
-    def connection_status(self, body: Document, context: Context) -> Document:
-        return {
-            "authInfo": {"authenticatedUsers": [], "authenticatedUserRoles": []},
-            "ok": 1.0,
-        }
-
-    def host_info(self, body: Document, context: Context) -> Document:
-        return {
-            "system": {
-                "currentTime": datetime.now(UTC),
-                "hostname": socket.gethostname(),
-                "cpuAddrSize": 64,
-                "numCores": os.cpu_count() or 1,
-            },
-            "os": {"type": sys.platform},
-            "extra": {},
-            "ok": 1.0,
-        }
-
-    def get_cmd_line_opts(self, body: Document, context: Context) -> Document:
-        return {"argv": sys.argv, "parsed": {}, "ok": 1.0}
-
     # --- databases ----------------------------------------------------------------
-
-    def list_databases(self, body: Document, context: Context) -> Document:
-        databases = [
-            {"name": name, "sizeOnDisk": 0, "empty": False}
-            for name in self.client.list_database_names()
-        ]
-        query = body.get("filter")
-        if query:
-            databases = [d for d in databases if filter_applies(query, d)]
-        if body.get("nameOnly"):
-            databases = [{"name": d["name"]} for d in databases]
-            return {"databases": databases, "ok": 1.0}
-        return {"databases": databases, "totalSize": 0, "totalSizeMb": 0, "ok": 1.0}
 
     def drop_database(self, body: Document, context: Context) -> Document:
         database = self.database(body)
@@ -770,24 +681,6 @@ class Backend:
         self.forget_cursors(lambda ns: ns == collection.full_name)
         return {"nIndexesWas": count, "ns": collection.full_name, "ok": 1.0}
 
-    def rename_collection(self, body: Document, context: Context) -> Document:
-        source, target = body.get("renameCollection"), body.get("to")
-        if not (isinstance(source, str) and isinstance(target, str)):
-            raise CommandError(73, "renameCollection needs two namespaces")
-        source_db, _, source_name = source.partition(".")
-        target_db, _, target_name = target.partition(".")
-        if source_db != target_db:
-            raise CommandError(238, "renaming across databases is not supported")
-        database = self.client[source_db]
-        if not self.exists(database, source_name):
-            raise CommandError(26, "Source collection does not exist")
-        if self.exists(database, target_name):
-            if not body.get("dropTarget"):
-                raise CommandError(48, "target namespace exists")
-            database.drop_collection(target_name)
-        database.rename_collection(source_name, target_name)
-        return {"ok": 1.0}
-
     def list_collections(self, body: Document, context: Context) -> Document:
         database = self.database(body)
         infos = [
@@ -1011,11 +904,8 @@ class Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         backend = self.server.backend
-        host, port = self.client_address[:2]
         with LOCK:
-            context = Context(next(backend.connection_ids), f"{host}:{port}")
-            backend.connections_current += 1
-            backend.connections_total += 1
+            context = Context(next(backend.connection_ids))
         self.server.track(sock, True)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -1027,8 +917,6 @@ class Handler(socketserver.BaseRequestHandler):
             log.exception("connection %s failed", context.connection_id)
         finally:
             self.server.track(sock, False)
-            with LOCK:
-                backend.connections_current -= 1
 
     def serve_one(self, sock: socket.socket, context: Context) -> bool:
         """Serve one message; return False when the connection should close."""
