@@ -18,9 +18,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
@@ -40,22 +39,50 @@ TAG = {"Key": "cmlfleet:managed", "Value": "true"}
 T = TypeVar("T")
 
 
-@dataclass
 class Topology:
-    url: str
-    aws_url: str
-    logs: dict[str, Path]
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    """The processes of one test run: started in order, stopped together."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.url = ""
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        with open(self.log_path(name), "wb") as log:
+            process = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.processes[name] = process
+        return process
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def tails(self) -> str:
         """The last lines each process wrote, to explain a failure."""
         parts = []
-        for name, path in self.logs.items():
+        for name in self.processes:
+            path = self.log_path(name)
+            if not path.exists():
+                continue
             lines = path.read_text(errors="replace").splitlines()[-15:]
             parts.append(f"--- {name}\n" + "\n".join(lines))
         return "\n".join(parts)
 
     def wait_for(self, what: str, probe: Callable[[], T | None], timeout: float) -> T:
+        """Poll ``probe`` until it returns something; fail if a process exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, process in self.processes.items():
@@ -70,59 +97,32 @@ class Topology:
         pytest.fail(f"{what} did not happen within {timeout:.0f} s\n{self.tails()}")
 
 
-def _start(
-    name: str, argv: list[str], env: dict[str, str], logs: dict[str, Path], tmp: Path
-) -> subprocess.Popen[bytes]:
-    logs[name] = tmp / f"{name}.log"
-    log: IO[bytes] = open(logs[name], "wb")  # noqa: SIM115 - the process keeps it
-    process = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    log.close()
-    return process
-
-
-def _answers(url: str) -> bool:
+def _answers(url: str) -> bool | None:
     try:
-        requests.get(url, timeout=1)
-    except requests.ConnectionError:
-        return False
+        requests.get(url, timeout=2)
+    except requests.RequestException:
+        return None
     return True
 
 
-def _wait_until(what: str, ready: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not start within {timeout:.0f} s")
-        time.sleep(0.1)
-
-
-def _mongodb_url(
-    tmp: Path, env: dict[str, str], logs: dict[str, Path]
-) -> tuple[str, subprocess.Popen[bytes] | None]:
-    """A MongoDB URL for the product, and the stand-in process if one was needed."""
+def _mongodb_url(topology: Topology, env: dict[str, str]) -> str:
+    """A MongoDB URL for the product: a real server's, or the stand-in's."""
     name = f"cmlfleet_processes_{secrets.token_hex(4)}"
     real = os.environ.get("TEST_MONGODB_URL")
     if real:
-        parts = urlsplit(real)
-        return urlunsplit(parts._replace(path="/" + name)), None
+        return urlunsplit(urlsplit(real)._replace(path="/" + name))
 
     port = free_port()
-    process = _start(
-        "mongodb",
-        [sys.executable, str(ROOT / "tests" / "mongo_wire.py"), "--port", str(port)],
-        env,
-        logs,
-        tmp,
+    script = str(ROOT / "tests" / "mongo_wire.py")
+    topology.start("mongodb", [sys.executable, script, "--port", str(port)], env)
+    log = topology.log_path("mongodb")
+    topology.wait_for(
+        "the MongoDB stand-in", lambda: "listening" in log.read_text() or None, 30
     )
-    _wait_until(
-        "the MongoDB stand-in", lambda: "listening" in logs["mongodb"].read_text()
-    )
-    return f"mongodb://127.0.0.1:{port}/{name}", process
+    return f"mongodb://127.0.0.1:{port}/{name}"
 
 
-def _seed(aws_url: str) -> list[str]:
+def _seed(aws_url: str) -> None:
     """Three tagged CML instances, one of them stopped; one untagged bystander."""
     ec2 = boto3.client(
         "ec2",
@@ -154,61 +154,36 @@ def _seed(aws_url: str) -> list[str]:
         )
         ids.append(reservation["Instances"][0]["InstanceId"])
     ec2.stop_instances(InstanceIds=[ids[2]])
-    return ids
 
 
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     tmp = tmp_path_factory.mktemp("processes")
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    logs: dict[str, Path] = {}
-    stand_ins: list[subprocess.Popen[bytes]] = []
+    topology = Topology(tmp)
+    try:
+        _start_all(topology)
+        yield topology
+    finally:
+        topology.stop()
 
+
+def _start_all(topology: Topology) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     redis_port = free_port()
-    stand_ins.append(start_redis_server(redis_port, str(tmp)))
-    mongodb_url, mongodb = _mongodb_url(tmp, base, logs)
-    if mongodb is not None:
-        stand_ins.append(mongodb)
+    topology.processes["redis"] = start_redis_server(redis_port, str(topology.workdir))
+    mongodb_url = _mongodb_url(topology, base)
 
     aws_port, cml_port, web_port = free_port(), free_port(), free_port()
     aws_url = f"http://127.0.0.1:{aws_port}"
-    moto_env = {**base, "MOTO_AMIS_PATH": str(demo_aws.IMAGES)}
-    stand_ins.append(
-        _start(
-            "aws",
-            [
-                sys.executable,
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                str(aws_port),
-            ],
-            moto_env,
-            logs,
-            tmp,
-        )
+    cml_url = f"http://127.0.0.1:{cml_port}"
+    moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(aws_port)]
+    topology.start("aws", moto, {**base, "MOTO_AMIS_PATH": str(demo_aws.IMAGES)})
+    cmlfleet = [sys.executable, "-m", "backend.cli"]
+    topology.start(
+        "cml", [*cmlfleet, "simulate-cml", "--port", str(cml_port), "--http"], base
     )
-    stand_ins.append(
-        _start(
-            "cml",
-            [
-                sys.executable,
-                "-m",
-                "backend.cli",
-                "simulate-cml",
-                "--port",
-                str(cml_port),
-                "--http",
-            ],
-            base,
-            logs,
-            tmp,
-        )
-    )
-    _wait_until("moto", lambda: _answers(aws_url + "/moto-api/"))
-    _wait_until("the CML simulator", lambda: _answers(f"http://127.0.0.1:{cml_port}/"))
+    topology.wait_for("moto", lambda: _answers(aws_url + "/moto-api/"), 30)
+    topology.wait_for("the CML simulator", lambda: _answers(cml_url + "/"), 30)
     _seed(aws_url)
 
     env = {
@@ -222,42 +197,25 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         "AWS_ENDPOINT_URL": aws_url,
         "AWS_ACCESS_KEY_ID": "processes",
         "AWS_SECRET_ACCESS_KEY": "processes",
-        "CML_ENDPOINT": f"http://127.0.0.1:{cml_port}/{{instance_id}}",
+        "CML_ENDPOINT": cml_url + "/{instance_id}",
         "CML_PASSWORD": "admin",
         "REFRESH_INTERVAL_SECONDS": str(INTERVAL),
         "ADMIN_USERNAME": ADMIN[0],
         "ADMIN_PASSWORD": ADMIN[1],
         "PORT": str(web_port),
     }
-    cmlfleet = [sys.executable, "-m", "backend.cli"]
     init = subprocess.run(
         [*cmlfleet, "init"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert init.returncode == 0, init.stdout + init.stderr
 
-    topology = Topology(f"http://127.0.0.1:{web_port}/", aws_url, logs)
-    for name, args in [
-        ("web", ["web", "--host", "127.0.0.1", "--workers", "1"]),
-        ("worker", ["worker"]),
-        ("scheduler", ["scheduler", "--poll", "1"]),
-    ]:
-        topology.processes[name] = _start(name, [*cmlfleet, *args], env, logs, tmp)
-    topology.wait_for(
-        "the web process",
-        lambda: True if _answers(topology.url + "healthz") else None,
-        30,
+    topology.url = f"http://127.0.0.1:{web_port}/"
+    topology.start(
+        "web", [*cmlfleet, "web", "--host", "127.0.0.1", "--workers", "1"], env
     )
-
-    yield topology
-
-    for process in [*topology.processes.values(), *stand_ins]:
-        process.terminate()
-    for process in [*topology.processes.values(), *stand_ins]:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    topology.start("worker", [*cmlfleet, "worker"], env)
+    topology.start("scheduler", [*cmlfleet, "scheduler", "--poll", "1"], env)
+    topology.wait_for("the web process", lambda: _answers(topology.url + "healthz"), 60)
 
 
 def _signed_in(topology: Topology) -> requests.Session:
