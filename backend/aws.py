@@ -552,14 +552,19 @@ def launch_instance(
     instance_type: str,
     ami_id: str,
     tag: str,
+    launch_template: str | None = None,
     client_token: str | None = None,
     clients: AWSClients,
 ) -> InstanceRecord:
     """Launch one instance tagged ``Name`` and the worker tag from its first moment.
 
     Tagging at launch, not after, means a refresh never sees the instance
-    unmanaged. Pass ``client_token`` (for example the worker id) so that a retried
-    job gets the same instance back instead of launching a second one.
+    unmanaged. With ``launch_template`` (a name, the same in every region), the
+    template's default version supplies what the account's network asks for:
+    subnet, security groups, key pair, instance profile, storage, user data; the
+    AMI, the type and the tags given here take precedence. Pass ``client_token``
+    (for example the worker id) so that a retried job gets the same instance back
+    instead of launching a second one.
     """
     ec2 = clients.ec2(region)
     key, value = parse_worker_tag(tag)
@@ -574,11 +579,23 @@ def launch_instance(
             {"ResourceType": "volume", "Tags": tags},
         ],
     }
+    if launch_template:
+        params["LaunchTemplate"] = {"LaunchTemplateName": launch_template}
     if client_token:
         params["ClientToken"] = client_token
 
-    with _translate_errors("RunInstances", region):
-        response = ec2.run_instances(**params)
+    try:
+        with _translate_errors("RunInstances", region):
+            response = ec2.run_instances(**params)
+    except AWSError as error:
+        # EC2's own message does not say which template it could not find.
+        if launch_template and error.code.startswith("InvalidLaunchTemplate"):
+            message = (
+                f"launch template {launch_template!r} (WORKER_LAUNCH_TEMPLATE) is "
+                f"not usable in {region}: {error.message}"
+            )
+            raise AWSError(error.code, message, error.operation) from error
+        raise
 
     record = _record_from_instance(region, response["Instances"][0], _utcnow())
     logger.info(

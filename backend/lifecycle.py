@@ -111,6 +111,7 @@ def _launch(
         instance_type=worker.instance_type or settings.worker_instance_type,
         ami_id=ami_id,
         tag=settings.worker_tag,
+        launch_template=settings.worker_launch_template,
         client_token=f"cmlfleet-{worker.pk}",
         clients=ctx.aws,
     )

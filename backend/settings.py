@@ -7,6 +7,7 @@ variable, so a process stops at start with one line that says what to fix.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from string import Formatter
@@ -14,6 +15,8 @@ from string import Formatter
 from backend.errors import ConfigError
 
 ENDPOINT_FIELDS = {"public_ip", "private_ip", "public_dns", "instance_id", "name"}
+# What EC2 accepts as a launch template name.
+LAUNCH_TEMPLATE_NAME = re.compile(r"[A-Za-z0-9().\-/_]{3,128}")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Settings:
     worker_tag_value: str = "true"
     worker_ami_name: str = "CML-2.9*"
     worker_instance_type: str = "c5.2xlarge"
+    worker_launch_template: str | None = None
     cml_username: str = "admin"
     cml_password: str | None = field(default=None, repr=False)
     cml_verify_tls: bool | str = False
@@ -128,6 +132,18 @@ def _tag(env: Mapping[str, str]) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def _launch_template(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("WORKER_LAUNCH_TEMPLATE") or "").strip()
+    if not raw:
+        return None
+    if not LAUNCH_TEMPLATE_NAME.fullmatch(raw):
+        raise ConfigError(
+            "WORKER_LAUNCH_TEMPLATE must be a launch template name (3 to 128 of "
+            f"letters, digits and ( ) . - / _), got {raw!r}"
+        )
+    return raw
+
+
 def _regions(env: Mapping[str, str]) -> tuple[str, ...]:
     raw = env.get("AWS_REGIONS") or "us-east-1"
     regions = tuple(r.strip() for r in raw.split(",") if r.strip())
@@ -180,6 +196,7 @@ def load_settings(
         worker_ami_name=env.get("WORKER_AMI_NAME") or Settings.worker_ami_name,
         worker_instance_type=env.get("WORKER_INSTANCE_TYPE")
         or Settings.worker_instance_type,
+        worker_launch_template=_launch_template(env),
         cml_username=env.get("CML_USERNAME") or Settings.cml_username,
         cml_password=env.get("CML_PASSWORD") or None,
         cml_verify_tls=_verify_tls(env),

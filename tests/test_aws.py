@@ -457,6 +457,66 @@ def test_find_ami_returns_the_newest_image_matching_the_pattern(
     assert image.created_at.date() == (now - timedelta(days=2)).date()
 
 
+def test_launch_instance_takes_the_rest_from_the_launch_template(
+    aws: EmulatedAWS,
+) -> None:
+    ec2 = aws.ec2()
+    ami_id = register_ami(ec2, "CML-2.9.1")
+    ec2.create_key_pair(KeyName="lab-ops")
+    ec2.create_launch_template(
+        LaunchTemplateName="cml-worker",
+        LaunchTemplateData={
+            "KeyName": "lab-ops",
+            "InstanceType": "t3.micro",
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": [{"Key": "team", "Value": "labs"}]}
+            ],
+        },
+    )
+
+    record = launch_instance(
+        REGION,
+        name="cml-worker-2",
+        instance_type="c5.2xlarge",
+        ami_id=ami_id,
+        tag=WORKER_TAG,
+        launch_template="cml-worker",
+        clients=aws.clients,
+    )
+
+    (instance,) = ec2.describe_instances(InstanceIds=[record.aws_instance_id])[
+        "Reservations"
+    ][0]["Instances"]
+    tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+    assert instance["KeyName"] == "lab-ops"
+    assert instance["InstanceType"] == "c5.2xlarge"
+    assert instance["ImageId"] == ami_id
+    assert tags["Name"] == "cml-worker-2"
+    assert tags[TAG_KEY] == TAG_VALUE
+    assert tags["team"] == "labs"
+
+
+def test_launch_instance_names_a_launch_template_it_cannot_find(
+    aws: EmulatedAWS,
+) -> None:
+    ami_id = register_ami(aws.ec2(), "CML-2.9.1")
+
+    with pytest.raises(AWSError) as raised:
+        launch_instance(
+            REGION,
+            name="cml-worker-3",
+            instance_type="c5.2xlarge",
+            ami_id=ami_id,
+            tag=WORKER_TAG,
+            launch_template="no-such-template",
+            clients=aws.clients,
+        )
+
+    assert raised.value.code.startswith("InvalidLaunchTemplateName")
+    assert "'no-such-template' (WORKER_LAUNCH_TEMPLATE)" in raised.value.message
+    assert REGION in raised.value.message
+
+
 def test_find_ami_without_a_match_raises_aws_error(aws: EmulatedAWS) -> None:
     register_ami(aws.ec2(), "ubuntu-26.04")
 

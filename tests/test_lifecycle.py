@@ -1,5 +1,7 @@
 """Admin actions through the API, carried out by a real RQ worker against moto."""
 
+from dataclasses import replace
+
 import pytest
 from fleet_fixtures import published
 from rq import SimpleWorker
@@ -79,6 +81,42 @@ def test_failed_launch_leaves_a_failed_worker_with_the_reason(
     assert failed[0]["data"]["action"] == "launch"
     assert "InvalidAMIID" in failed[0]["data"]["error"]
     assert "Traceback" not in failed[0]["data"]["error"]
+
+
+def test_launch_uses_the_configured_launch_template(app, fleet, admin, redis_client):
+    fleet.ec2.create_key_pair(KeyName="lab-ops")
+    fleet.ec2.create_launch_template(
+        LaunchTemplateName="cml-worker", LaunchTemplateData={"KeyName": "lab-ops"}
+    )
+    fleet.ctx.settings = replace(
+        fleet.ctx.settings, worker_launch_template="cml-worker"
+    )
+
+    response = admin.post("/api/workers", json={"name": "vpc-1", "region": "us-east-1"})
+    with app.app_context():
+        run_jobs(redis_client)
+        saved = Worker.objects.get(pk=response.get_json()["worker"]["id"])
+
+    assert saved.status in ("pending", "running")
+    (instance,) = fleet.ec2.describe_instances(InstanceIds=[saved.aws_instance_id])[
+        "Reservations"
+    ][0]["Instances"]
+    assert instance["KeyName"] == "lab-ops"
+
+
+def test_launch_with_a_missing_launch_template_names_it(
+    app, fleet, admin, redis_client
+):
+    fleet.ctx.settings = replace(fleet.ctx.settings, worker_launch_template="gone")
+
+    response = admin.post("/api/workers", json={"name": "vpc-2", "region": "us-east-1"})
+    with app.app_context():
+        run_jobs(redis_client)
+        saved = Worker.objects.get(pk=response.get_json()["worker"]["id"])
+
+    assert saved.status == "failed"
+    assert saved.aws_instance_id is None
+    assert "'gone' (WORKER_LAUNCH_TEMPLATE)" in saved.last_error["message"]
 
 
 def test_launch_refuses_a_region_that_is_not_managed(admin):

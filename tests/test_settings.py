@@ -17,6 +17,7 @@ def test_defaults_follow_the_design():
     assert settings.worker_tag == "cmlfleet:managed=true"
     assert settings.refresh_interval_seconds == 300
     assert settings.cml_verify_tls is False
+    assert settings.worker_launch_template is None
 
 
 @pytest.mark.parametrize(
@@ -33,6 +34,7 @@ def test_defaults_follow_the_design():
         ({"AWS_REGIONS": " , "}, "AWS_REGIONS"),
         ({"ADMIN_USERNAME": "root"}, "ADMIN_PASSWORD"),
         ({"SSE_HEARTBEAT_SECONDS": "-1"}, "SSE_HEARTBEAT_SECONDS"),
+        ({"WORKER_LAUNCH_TEMPLATE": "cml worker"}, "WORKER_LAUNCH_TEMPLATE"),
     ],
 )
 def test_bad_setting_names_the_variable(env, names):
