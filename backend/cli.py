@@ -177,6 +177,7 @@ def refresh(worker_id: str | None) -> None:
 
 
 @cli.command("simulate-cml")
+@click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=9443, show_default=True)
 @click.option(
     "--controllers",
@@ -201,19 +202,38 @@ def refresh(worker_id: str | None) -> None:
     help="how fast numbers and labs change (0 holds them still)",
 )
 def simulate_cml(
-    port: int, controllers: int, plain_http: bool, token_lifetime: float, drift: float
+    host: str,
+    port: int,
+    controllers: int,
+    plain_http: bool,
+    token_lifetime: float,
+    drift: float,
 ) -> None:
     """Serve simulated CML 2.9 controllers under /<controller-id>/api/v0/."""
     from backend.simulator import serve_forever
 
     serve_forever(
-        "127.0.0.1",
+        host,
         port,
         use_tls=not plain_http,
         controllers=controllers,
         token_lifetime=token_lifetime,
         drift=drift,
     )
+
+
+@cli.command("simulate-aws")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=5000, show_default=True)
+def simulate_aws(host: str, port: int) -> None:
+    """Serve moto's AWS stand-in with CML images and detailed monitoring."""
+    from backend import demo_aws
+
+    demo_aws.use_cml_images()
+    demo_aws.add_monitoring_calls()
+    from moto.server import main as serve_moto
+
+    serve_moto(["--host", host, "--port", str(port)])
 
 
 @cli.command()

@@ -96,7 +96,12 @@ def test_demo_profile_adds_moto_and_the_simulator():
 
     assert services["moto"]["profiles"] == ["demo"]
     assert services["cml-simulator"]["profiles"] == ["demo"]
+    assert services["moto"]["command"][:2] == ["cmlfleet", "simulate-aws"]
     assert services["cml-simulator"]["command"][:2] == ["cmlfleet", "simulate-cml"]
+    # Other containers reach them: they listen on every address of their own.
+    for name in ("moto", "cml-simulator"):
+        command = services[name]["command"]
+        assert command[command.index("--host") + 1] == "0.0.0.0"
 
 
 def test_grafana_dashboard_queries_metrics_the_app_exports(user, app):

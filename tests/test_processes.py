@@ -29,8 +29,6 @@ from conftest import start_redis_server
 from prometheus_client.parser import text_string_to_metric_families
 from stream_fixtures import free_port
 
-from backend import demo_aws
-
 ROOT = Path(__file__).resolve().parent.parent
 INTERVAL = 5
 ADMIN = ("ops", "processes-admin-password")
@@ -176,9 +174,8 @@ def _start_all(topology: Topology) -> None:
     aws_port, cml_port, web_port = free_port(), free_port(), free_port()
     aws_url = f"http://127.0.0.1:{aws_port}"
     cml_url = f"http://127.0.0.1:{cml_port}"
-    moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(aws_port)]
-    topology.start("aws", moto, {**base, "MOTO_AMIS_PATH": str(demo_aws.IMAGES)})
     cmlfleet = [sys.executable, "-m", "backend.cli"]
+    topology.start("aws", [*cmlfleet, "simulate-aws", "--port", str(aws_port)], base)
     topology.start(
         "cml", [*cmlfleet, "simulate-cml", "--port", str(cml_port), "--http"], base
     )
@@ -355,6 +352,42 @@ def test_history_comes_back_from_the_refreshes(topology):
     points = topology.wait_for("two history samples", sampled_twice, 2 * INTERVAL + 15)
 
     assert any("cml_labs_count" in p for p in points)
+
+
+def test_admin_enables_detailed_monitoring_through_the_worker(topology):
+    session = _signed_in(topology)
+    worker = _filled_fleet(session, topology)["alpha"]
+    assert worker["ec2_detailed_monitoring"] == "disabled"
+
+    with session.get(
+        topology.url + "api/workers/events", stream=True, timeout=10
+    ) as stream:
+        asked = session.put(
+            topology.url + f"api/workers/{worker['id']}/monitoring",
+            json={"enabled": True},
+            timeout=10,
+        )
+        assert asked.status_code == 202, asked.text
+        changed = _next_event(
+            stream.iter_lines(decode_unicode=True),
+            lambda e: (
+                e["type"] == "worker.monitoring.changed"
+                and e["worker_id"] == worker["id"]
+            ),
+            30,
+        )
+
+    assert changed is not None, "no worker.monitoring.changed\n" + topology.tails()
+    assert changed["data"]["worker"]["ec2_detailed_monitoring"] in (
+        "pending",
+        "enabled",
+    )
+
+    def enabled() -> bool | None:
+        state = _fleet(session, topology)["alpha"]["ec2_detailed_monitoring"]
+        return True if state == "enabled" else None
+
+    topology.wait_for("a refresh reading monitoring as enabled", enabled, 3 * INTERVAL)
 
 
 def test_admin_stops_a_worker_and_the_schedule_sees_it_stopped(topology):
