@@ -44,12 +44,11 @@ def collection() -> Collection:
 
 
 def ensure_collection(retention_days: int) -> str:
-    """Create the history collection if needed; return its kind.
+    """Create the history collection if needed; return what it is.
 
-    The kind is what the collection is, ``"timeseries"`` or ``"plain"``: the
-    stand-in, a server that refuses time-series collections, or a collection made
-    as plain before keep samples in a plain collection that expires them through
-    a TTL index.
+    ``"timeseries"`` on a real MongoDB; ``"plain"``, a collection whose samples
+    expire through a TTL index, on the stand-in, on a server older than 5.0 and
+    where the collection exists as a plain one already.
     """
     db = get_db()
     expire = int(timedelta(days=retention_days).total_seconds())
