@@ -4,8 +4,8 @@ Each product process is started with its own ``cmlfleet`` command, as the
 Procfile runs it, and they share nothing but Redis and MongoDB. Redis is a
 ``redis-server`` of the test's own; MongoDB is ``TEST_MONGODB_URL`` when it names
 a real server, otherwise the wire-protocol stand-in of ``mongo_wire.py``; AWS is
-moto's server and the controllers are the CML simulator, each in a process of
-its own. Nothing refreshes the fleet but the scheduler's periodic job and the
+moto's server (``cmlfleet simulate-aws``) and the controllers are the CML
+simulator, each in a process of its own. Nothing refreshes the fleet but the scheduler's periodic job and the
 refreshes a user asks for.
 """
 
@@ -197,6 +197,8 @@ def _start_all(topology: Topology) -> None:
         "CML_ENDPOINT": cml_url + "/{instance_id}",
         "CML_PASSWORD": "admin",
         "REFRESH_INTERVAL_SECONDS": str(INTERVAL),
+        # A quiet stream still yields a line a second, so waits for events end.
+        "SSE_HEARTBEAT_SECONDS": "1",
         "ADMIN_USERNAME": ADMIN[0],
         "ADMIN_PASSWORD": ADMIN[1],
         "PORT": str(web_port),
