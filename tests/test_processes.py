@@ -5,8 +5,8 @@ Procfile runs it, and they share nothing but Redis and MongoDB. Redis is a
 ``redis-server`` of the test's own; MongoDB is ``TEST_MONGODB_URL`` when it names
 a real server, otherwise the wire-protocol stand-in of ``mongo_wire.py``; AWS is
 moto's server (``cmlfleet simulate-aws``) and the controllers are the CML
-simulator, each in a process of its own. Nothing refreshes the fleet but the scheduler's periodic job and the
-refreshes a user asks for.
+simulator, each in a process of its own. Nothing refreshes the fleet but the
+scheduler's periodic job and the refreshes a user asks for.
 """
 
 from __future__ import annotations
