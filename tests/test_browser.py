@@ -289,6 +289,56 @@ def test_admin_controls_are_for_admins_only(app, chromium, server):
     assert seen["admin"] == {"launch": 1, "import": 1, "actions": 1, "terminate": 1}
 
 
+def test_phone_screen_and_keyboard_only(app, chromium, server):
+    """On a phone's width nothing scrolls sideways, and a worker opens and closes
+    from the keyboard alone, focus going back where it was."""
+    with app.app_context():
+        for name in ("alpha", "bravo", "charlie"):
+            seed_worker(name, cml_version="2.9.0", cml_nodes_running=8)
+    context = chromium.new_context(
+        viewport={"width": 390, "height": 844}, base_url=server.base, has_touch=True
+    )
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        sign_in(page, USER)
+        wait_live(page)
+        expect(card(page, "charlie")).to_be_visible()
+        overflow = "document.documentElement.scrollWidth - innerWidth"
+        assert page.evaluate(overflow) == 0
+        boxes = [card(page, name).bounding_box() for name in ("alpha", "bravo")]
+        assert all(box is not None and box["width"] <= 390 for box in boxes)
+        # One card per row: the second sits below the first.
+        assert boxes[1]["y"] >= boxes[0]["y"] + boxes[0]["height"]  # type: ignore[index]
+
+        link = card(page, "bravo").get_by_role("link", name="bravo")
+        for _ in range(60):
+            page.keyboard.press("Tab")
+            if link.evaluate("element => element === document.activeElement"):
+                break
+        else:
+            pytest.fail("Tab never reached the link of worker bravo")
+        page.keyboard.press("Enter")
+        dialog = page.get_by_role("dialog", name="bravo")
+        expect(dialog.get_by_role("heading", name="CML")).to_be_visible()
+        assert page.evaluate(overflow) == 0
+        box = dialog.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["width"] <= 390
+
+        # Tab stays inside the open dialog.
+        inside = "element => element.contains(document.activeElement)"
+        for _ in range(15):
+            page.keyboard.press("Tab")
+            assert dialog.evaluate(inside)
+
+        page.keyboard.press("Escape")
+        expect(dialog).to_have_count(0)
+        expect(link).to_be_focused()
+        assert urlsplit(page.url).path == "/"
+    finally:
+        context.close()
+
+
 def test_admin_enables_detailed_monitoring(app, fleet, page, redis_client):
     fleet.launch("trainer")
     with app.app_context():
