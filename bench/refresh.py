@@ -16,6 +16,11 @@ CML call sign in again and make the call. It is strictly sequential, so its cost
 is linear in N: it is measured on BASELINE_SAMPLE workers and scaled to N (the
 table says so).
 
+MongoDB is the in-process stand-in, whose unique-index checks scan the whole
+collection on every insert (the first refresh pays for that), unless
+BENCH_MONGODB_URL names a server: its database is emptied and set up as
+`cmlfleet init` does, once for each N.
+
 Run: `.venv/bin/python bench/refresh.py` (about two minutes; BENCH_SIZES=500 for
 one size). Talks only to 127.0.0.1. Needs a Redis at 127.0.0.1:6379 (it uses
 database 13 and empties it).
@@ -48,8 +53,10 @@ os.environ.update(
 
 import boto3  # noqa: E402
 import requests  # noqa: E402
+from mongoengine.connection import get_db  # noqa: E402
 
 from backend import aws, cml, jobs  # noqa: E402
+from backend.bootstrap import initialise  # noqa: E402
 from backend.connections import connect_mongo, redis_from_url  # noqa: E402
 from backend.refresh import refresh  # noqa: E402
 from backend.settings import load_settings  # noqa: E402
@@ -58,6 +65,7 @@ SIZES = tuple(int(n) for n in os.environ.get("BENCH_SIZES", "100,500").split(","
 LATENCY_MS = 100
 BASELINE_SAMPLE = 10
 REDIS_URL = "redis://127.0.0.1:6379/13"
+MONGODB_URL = os.environ.get("BENCH_MONGODB_URL", "mongomock://localhost/bench")
 BASELINE_CALLS = ("system_information", "system_health", "system_stats", "licensing")
 
 
@@ -268,7 +276,7 @@ def main() -> None:
         {
             "SECRET_KEY": "bench-secret-key-123",
             "REDIS_URL": REDIS_URL,
-            "MONGODB_URL": "mongomock://localhost/bench",
+            "MONGODB_URL": MONGODB_URL,
             "CML_PASSWORD": "admin",
             "CML_ENDPOINT": sim_url + "/{instance_id}",
         },
@@ -279,6 +287,11 @@ def main() -> None:
         for size in SIZES:
             requests.post(aws_url + "/moto-api/reset", timeout=10)
             connect_mongo(settings)
+            database = get_db()
+            database.client.drop_database(database.name)
+            connect_mongo(settings)
+            for _ in initialise(settings):
+                pass
             redis = redis_from_url(settings.redis_url)
             redis.flushdb()
             session = boto3.Session(region_name="us-east-1")
@@ -317,9 +330,11 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=10)
 
+    stand_in = MONGODB_URL.startswith("mongomock:")
+    storage = "in-process stand-in" if stand_in else MONGODB_URL
     print(
         f"\nRefresh of N workers, {LATENCY_MS} ms CML latency per request, "
-        f"{os.cpu_count()} cores"
+        f"{os.cpu_count()} cores, MongoDB: {storage}"
     )
     header = (
         f"{'N':>4}  {'run':<26} {'wall s':>8} {'CPU s':>8} {'stand-ins':>10} "
