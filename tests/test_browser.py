@@ -227,6 +227,61 @@ def test_card_follows_events_without_a_reload(app, page, redis_client):
     assert_not_reloaded(page)
 
 
+KEEP_NODE = "element => { element.__kept = true }"
+NODE_KEPT = "element => element.__kept === true"
+
+
+@pytest.mark.parametrize("view", ["Cards", "Table"])
+def test_events_keep_the_scroll_position_and_redraw_in_place(
+    app, page, redis_client, view
+):
+    """Scrolled halfway down a long fleet, events for workers above, at and below
+    the viewport change their values in place: the page stays where it was and the
+    elements showing them are the same ones, not redrawn from scratch."""
+    names = [f"worker-{number:02}" for number in range(60)]
+    with app.app_context():
+        workers = {name: seed_worker(name) for name in names}
+    sign_in(page, USER)
+    wait_live(page)
+    page.get_by_role("button", name=view, exact=True).click()
+    if view == "Cards":
+        item = lambda name: card(page, name)  # noqa: E731
+    else:
+        table = page.get_by_role("table", name="Workers")
+        item = lambda name: table.get_by_role("row").filter(  # noqa: E731
+            has=page.get_by_role("rowheader", name=name, exact=True)
+        )
+    watched = ("worker-02", "worker-30", "worker-58")
+    item("worker-30").scroll_into_view_if_needed()
+    page.evaluate("window.scrollBy(0, 100)")
+    for name in watched:
+        item(name).element_handle().evaluate(KEEP_NODE)  # type: ignore[union-attr]
+    mark_page(page)
+    scrolled = page.evaluate("window.scrollY")
+    assert scrolled > 800
+
+    with app.app_context():
+        for name in watched:
+            change_worker(
+                redis_client,
+                workers[name],
+                "worker.cml_metrics.updated",
+                cml_nodes_running=17,
+                cml_labs_count=9,
+            )
+        change_worker(
+            redis_client, workers["worker-01"], "worker.status.changed", status="failed"
+        )
+
+    for name in watched:
+        expect(item(name)).to_contain_text("17")
+    expect(item("worker-01")).to_contain_text("Failed")
+    assert page.evaluate("window.scrollY") == scrolled
+    for name in watched:
+        assert item(name).element_handle().evaluate(NODE_KEPT)  # type: ignore[union-attr]
+    assert_not_reloaded(page)
+
+
 def test_open_worker_modal_follows_events_for_its_worker(app, page, redis_client):
     with app.app_context():
         alpha = seed_worker("alpha", cml_version="2.9.0", cml_nodes_running=8)
