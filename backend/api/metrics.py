@@ -37,10 +37,10 @@ class MetricsOut(Schema):
 
 
 @bp.get("/<worker_id>/metrics")
+@require("user")
 @bp.input(MetricsQuery, location="query", arg_name="query")
 @bp.output(MetricsOut)
 @bp.doc(summary="A worker's history, at most 500 points", responses=[400, 401, 404])
-@require("user")
 def worker_metrics(worker_id: str, query: dict[str, Any]) -> dict[str, Any]:
     worker = worker_or_404(worker_id)
     until = query.get("until") or datetime.now(UTC)

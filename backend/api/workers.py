@@ -100,10 +100,10 @@ def get_worker(worker_id: str) -> dict[str, Any]:
 
 
 @bp.get("")
+@require("user")
 @bp.input(WorkerQuery, location="query", arg_name="query")
 @bp.output(FleetOut)
 @bp.doc(summary="The fleet", responses=[401])
-@require("user")
 def list_workers(query: dict[str, str]) -> Response:
     # Read the event position first: an event that lands while the fleet is read
     # is then replayed to the client rather than lost.
@@ -213,10 +213,10 @@ def _live(worker: Worker) -> Worker:
 
 
 @bp.post("")
+@require("admin")
 @bp.input(LaunchIn, arg_name="body")
 @bp.output(LaunchOut, status_code=202)
 @bp.doc(summary="Launch a worker", responses=[400, 401, 403])
-@require("admin")
 def launch_worker(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     region = _managed_region(body["region"])
     worker = Worker(
@@ -238,10 +238,10 @@ def launch_worker(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
 
 @bp.post("/import")
+@require("admin")
 @bp.input(ImportIn, arg_name="body")
 @bp.output(ImportOut)
 @bp.doc(summary="Import existing instances", responses=[400, 401, 403, 503])
-@require("admin")
 def import_workers(body: dict[str, Any]) -> dict[str, Any]:
     region = _managed_region(body["region"])
     try:
@@ -290,10 +290,10 @@ def terminate_worker(worker_id: str) -> tuple[dict[str, str], int]:
 
 
 @bp.put("/<worker_id>/monitoring")
+@require("admin")
 @bp.input(MonitoringIn, arg_name="body")
 @bp.output(JobOut, status_code=202)
 @bp.doc(summary="Turn EC2 detailed monitoring on or off", responses=[401, 403, 404])
-@require("admin")
 def set_monitoring(worker_id: str, body: dict[str, bool]) -> tuple[dict[str, str], int]:
     return _accept(
         "monitoring", _live(worker_or_404(worker_id)), enabled=body["enabled"]
