@@ -25,7 +25,7 @@ from flask import Response, g, request, session
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from backend.connections import redis_client
+from backend.connections import RedisClient, redis_client
 from backend.models import ROLES, User, audit
 
 log = logging.getLogger(__name__)
@@ -250,13 +250,61 @@ def me() -> dict[str, Any]:
     return {"user": user_dict(user), "csrf_token": _csrf_token()}
 
 
-def end_sessions_of(username: str) -> int:
-    """Close every open session of ``username`` (used when an account is removed)."""
-    redis = redis_client()
+def end_sessions_of(redis: RedisClient, username: str) -> int:
+    """Close every open session of ``username``; its streams close within a
+    heartbeat. Returns how many there were."""
     ended = 0
     for key in redis.scan_iter(match=SESSION_KEY.format("*"), count=500):
         if redis.hget(key, "username") == username.encode():
             ended += redis.delete(key)
+    return ended
+
+
+def _account(username: str) -> User:
+    user = User.objects(username=username).first()
+    if user is None:
+        raise LookupError(f"no user is named {username!r}")
+    return user
+
+
+def _keep_an_admin(user: User) -> None:
+    """Refuse to take away the last admin: nobody could manage the fleet after."""
+    if user.role == "admin" and User.objects(role="admin").count() == 1:
+        raise ValueError(f"{user.username} is the only admin: add another first")
+
+
+def remove_user(redis: RedisClient, username: str) -> int:
+    """Delete an account and end its sessions; returns how many were open."""
+    user = _account(username)
+    _keep_an_admin(user)
+    user.delete()
+    ended = end_sessions_of(redis, username)
+    audit("user.remove", "ok", target=username, detail=f"{ended} sessions ended")
+    return ended
+
+
+def change_role(redis: RedisClient, username: str, role: str) -> int:
+    """Give an account another role. Its sessions end, so every page and stream
+    of that person starts again with what the new role may see."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    user = _account(username)
+    if user.role == role:
+        return 0
+    _keep_an_admin(user)
+    user.update(set__role=role)
+    ended = end_sessions_of(redis, username)
+    audit("user.role", "ok", target=username, detail=f"now {role}")
+    return ended
+
+
+def change_password(redis: RedisClient, username: str, password: str) -> int:
+    """Set a new password and end the account's sessions (signed out everywhere)."""
+    check_password_strength(password)
+    user = _account(username)
+    user.update(set__password_hash=hash_password(password))
+    ended = end_sessions_of(redis, username)
+    audit("user.password", "ok", target=username)
     return ended
 
 
@@ -274,11 +322,14 @@ def init_app(app: APIFlask) -> None:
 
 __all__ = [
     "bp",
+    "change_password",
+    "change_role",
     "create_user",
     "current_user",
     "current_sid",
     "end_sessions_of",
     "public",
+    "remove_user",
     "require",
     "session_is_current",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -55,6 +56,32 @@ def users() -> None:
     """Manage accounts."""
 
 
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def _redis(settings: Any) -> Any:
+    from backend.connections import redis_from_url
+
+    return redis_from_url(settings.redis_url)
+
+
+def _account_change(change: Callable[..., int], *args: Any) -> int:
+    """Run an account change against MongoDB and Redis; its refusal is one line."""
+    settings = _settings()
+    _connect(settings)
+    try:
+        return change(_redis(settings), *args)
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _sessions(count: int) -> str:
+    return f"{count} session{'' if count == 1 else 's'} ended"
+
+
 @users.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["admin", "user"]), required=True)
@@ -68,16 +95,57 @@ def users_add(name: str, role: str, password_stdin: bool) -> None:
     _connect(settings)
     if User.objects(username=name).first() is not None:
         raise click.ClickException(f"user {name!r} exists already")
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     try:
         check_password_strength(password)
         create_user(name, password, role)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"user {name} added with role {role}")
+
+
+@users.command("list")
+def users_list() -> None:
+    """List the accounts: name, role, created."""
+    from backend.models import User
+
+    _connect(_settings())
+    for user in User.objects.order_by("username"):
+        created = user.created_at.strftime("%Y-%m-%d %H:%M") if user.created_at else ""
+        click.echo(f"{user.username}\t{user.role}\t{created}")
+
+
+@users.command("remove")
+@click.argument("name")
+def users_remove(name: str) -> None:
+    """Remove the account NAME and sign it out everywhere."""
+    from backend.auth import remove_user
+
+    ended = _account_change(remove_user, name)
+    click.echo(f"user {name} removed; {_sessions(ended)}")
+
+
+@users.command("set-role")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "user"]), required=True)
+def users_set_role(name: str, role: str) -> None:
+    """Give NAME another ROLE; its sessions end so it signs in with the new one."""
+    from backend.auth import change_role
+
+    ended = _account_change(change_role, name, role)
+    click.echo(f"user {name} has role {role}; {_sessions(ended)}")
+
+
+@users.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+def users_set_password(name: str, password_stdin: bool) -> None:
+    """Set a new password for NAME and sign it out everywhere."""
+    from backend.auth import change_password
+
+    password = _read_password(password_stdin)
+    ended = _account_change(change_password, name, password)
+    click.echo(f"password of {name} changed; {_sessions(ended)}")
 
 
 @cli.command()

@@ -1,4 +1,7 @@
-"""Sign-in, sessions, CSRF and the login rate limit."""
+"""Sign-in, sessions, CSRF, the login rate limit and account changes."""
+
+import pytest
+from conftest import USER, ApiClient
 
 from backend.models import AuditEntry, User
 
@@ -140,3 +143,70 @@ def test_removed_account_loses_its_session(app, user):
         User.objects(username="bob").delete()
 
     assert user.get("/api/workers").status_code == 401
+
+
+def test_removing_an_account_ends_its_sessions_and_is_audited(
+    app, admin, user, redis_client
+):
+    from backend.auth import remove_user
+
+    second = ApiClient(app, *USER)
+    with app.app_context():
+        ended = remove_user(redis_client, "bob")
+        entry = AuditEntry.objects(action="user.remove").get()
+
+    assert ended == 2
+    assert user.get("/api/auth/me").status_code == 401
+    assert second.get("/api/auth/me").status_code == 401
+    assert admin.get("/api/auth/me").status_code == 200
+    assert (entry.target, entry.outcome) == ("bob", "ok")
+    login = {"username": "bob", "password": USER[1]}
+    assert app.test_client().post("/api/auth/login", json=login).status_code == 401
+
+
+def test_a_new_role_ends_the_sessions_and_the_next_sign_in_has_it(
+    app, user, redis_client
+):
+    from backend.auth import change_role
+
+    assert user.get("/api/auth/me").get_json()["user"]["role"] == "user"
+    with app.app_context():
+        assert change_role(redis_client, "bob", "admin") == 1
+
+    assert user.get("/api/auth/me").status_code == 401
+    again = ApiClient(app, *USER)
+    assert again.get("/api/auth/me").get_json()["user"]["role"] == "admin"
+
+
+def test_a_new_password_ends_the_sessions_and_replaces_the_old_one(
+    app, user, redis_client
+):
+    from backend.auth import change_password
+
+    with app.app_context():
+        assert change_password(redis_client, "bob", "a-brand-new-password") == 1
+
+    assert user.get("/api/auth/me").status_code == 401
+    client = app.test_client()
+    old = {"username": "bob", "password": USER[1]}
+    new = {"username": "bob", "password": "a-brand-new-password"}
+    assert client.post("/api/auth/login", json=old).status_code == 401
+    assert client.post("/api/auth/login", json=new).status_code == 200
+
+
+def test_the_only_admin_is_neither_removed_nor_demoted(app, admin, redis_client):
+    from backend.auth import change_role, create_user, remove_user
+
+    with app.app_context():
+        for change in (
+            lambda: remove_user(redis_client, "alice"),
+            lambda: change_role(redis_client, "alice", "user"),
+        ):
+            with pytest.raises(ValueError, match="alice is the only admin"):
+                change()
+        assert User.objects.get(username="alice").role == "admin"
+        assert admin.get("/api/auth/me").status_code == 200
+
+        create_user("carol", "carol-password-1", "admin")
+        change_role(redis_client, "alice", "user")
+        assert User.objects.get(username="alice").role == "user"

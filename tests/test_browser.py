@@ -34,6 +34,7 @@ from playwright.sync_api import (
 from rq import SimpleWorker
 
 from backend import jobs
+from backend.auth import change_role
 from backend.refresh import refresh
 
 pytestmark = pytest.mark.browser
@@ -392,6 +393,24 @@ def test_phone_screen_and_keyboard_only(app, chromium, server):
         assert urlsplit(page.url).path == "/"
     finally:
         context.close()
+
+
+def test_a_new_role_signs_the_open_page_out_and_the_next_sign_in_has_it(
+    app, page, redis_client
+):
+    with app.app_context():
+        seed_worker("alpha")
+    sign_in(page, USER)
+    wait_live(page)
+    expect(page.get_by_role("button", name="Launch worker")).to_have_count(0)
+
+    with app.app_context():
+        change_role(redis_client, USER[0], "admin")
+
+    # The stream notices at its next heartbeat (1 s here) and the page signs out.
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    sign_in(page, USER)
+    expect(page.get_by_role("button", name="Launch worker")).to_be_visible()
 
 
 def test_admin_enables_detailed_monitoring(app, fleet, page, redis_client):
