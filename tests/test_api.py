@@ -285,5 +285,39 @@ def test_deep_link_serves_the_app_or_says_it_is_not_built(anonymous):
     assert response.status_code in (200, 503)
     if response.status_code == 200:
         assert b'<div id="app"' in response.data
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self' 'sha256-" in policy
     else:
         assert "make build" in response.get_json()["message"]
+
+
+def test_every_response_refuses_sniffing_framing_and_referrers(anonymous, user):
+    for response in (
+        anonymous.get("/api/workers"),
+        user.get("/api/workers"),
+        anonymous.get("/healthz"),
+        anonymous.get("/api/nothing-here"),
+    ):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_page_policy_allows_its_own_inline_script_and_nothing_else():
+    import base64
+    import hashlib
+
+    from backend.app import content_security_policy
+
+    page = (
+        b"<html><head><script>window.early = 1</script>"
+        b'<script type="module" src="/assets/app.js"></script></head></html>'
+    )
+    directives = content_security_policy(page).split("; ")
+    policy = dict(directive.split(" ", 1) for directive in directives)
+
+    digest = base64.b64encode(hashlib.sha256(b"window.early = 1").digest()).decode()
+    assert policy["script-src"] == f"'self' 'sha256-{digest}'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert policy["connect-src"] == "'self'"
+    assert policy["object-src"] == "'none'"
