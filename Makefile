@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SPA := backend/static/index.html
 FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.config.js -type f 2>/dev/null)
 
-.PHONY: demo test setup build lint test-python test-frontend system-packages bench clean
+.PHONY: demo test setup build lint test-python test-python-wire test-frontend system-packages bench clean
 
 demo: setup build
 	$(BIN)/cmlfleet demo
 
-test: setup build system-packages lint test-frontend test-python
+test: setup build system-packages lint test-frontend test-python test-python-wire
 
 setup: $(STAMP) frontend/node_modules/.installed
 
@@ -48,6 +48,11 @@ test-frontend: frontend/node_modules/.installed
 
 test-python: $(STAMP) $(SPA)
 	$(BIN)/pytest
+
+# The suite again with storage reached through pymongo, over the wire-protocol
+# stand-in, as production reaches MongoDB (browser tests and real-server checks left out).
+test-python-wire: $(STAMP) $(SPA)
+	TEST_MONGODB_URL=wire $(BIN)/pytest -q -m "not real_server and not browser"
 
 bench: setup
 	$(BIN)/python bench/aws_calls.py

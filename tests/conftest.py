@@ -1,7 +1,11 @@
 """Shared fixtures: a real Redis (started when none answers) and MongoDB storage.
 
-Storage is mongomock unless ``TEST_MONGODB_URL`` names a real MongoDB: then every
+Storage is mongomock unless ``TEST_MONGODB_URL`` names a MongoDB server: then every
 test runs against it, each in a database of its own that is dropped afterwards.
+``TEST_MONGODB_URL=wire`` starts ``mongo_wire.py``'s server in this process and
+uses that: the product then talks to its storage through pymongo as it does in
+production, without a MongoDB server (no time series there: ``-m "not
+real_server"`` leaves out what only a real one does).
 """
 
 from __future__ import annotations
@@ -104,6 +108,11 @@ from backend.settings import Settings, load_settings  # noqa: E402
 
 _databases = itertools.count()
 REAL_MONGODB_URL = os.environ.get("TEST_MONGODB_URL")
+if REAL_MONGODB_URL == "wire":
+    import mongo_wire
+
+    REAL_MONGODB_URL = mongo_wire.serve().url
+    os.environ["TEST_MONGODB_URL"] = REAL_MONGODB_URL
 
 
 def _mongodb_url() -> str:

@@ -32,20 +32,24 @@ def _seed(app, worker_id: str, start: datetime, minutes: int, skip=()) -> None:
 
 def test_history_collection_has_retention(app, settings):
     with app.app_context():
-        if is_mongomock():
+        kind = history.ensure_collection(settings.history_retention_days)
+        if kind == "timeseries":
+            # A time-series collection expires documents by its own option.
+            database = history.collection().database
+            (info,) = database.list_collections(filter={"name": history.COLLECTION})
+            assert info["options"]["timeseries"]["granularity"] == "minutes"
+            expiry = [info["options"]["expireAfterSeconds"]]
+        else:
+            # The stand-in, or a server that refused time series: a TTL index.
             indexes = history.collection().index_information()
             expiry = [
                 i["expireAfterSeconds"]
                 for i in indexes.values()
                 if "expireAfterSeconds" in i
             ]
-        else:
-            # A time-series collection expires documents by its own option.
-            database = history.collection().database
-            (info,) = database.list_collections(filter={"name": history.COLLECTION})
-            assert info["options"]["timeseries"]["granularity"] == "minutes"
-            expiry = [info["options"]["expireAfterSeconds"]]
 
+    if is_mongomock():
+        assert kind == "plain"
     assert expiry == [settings.history_retention_days * 86400]
 
 

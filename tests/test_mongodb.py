@@ -15,10 +15,14 @@ from backend import history
 from backend.connections import is_mongomock, update_each
 from backend.models import Worker
 
-real_server = pytest.mark.skipif(
-    not os.environ.get("TEST_MONGODB_URL"),
-    reason="needs a real MongoDB: set TEST_MONGODB_URL",
-)
+
+def real_server(test):
+    """For what only a real MongoDB does; ``-m "not real_server"`` leaves it out."""
+    needs_one = pytest.mark.skipif(
+        not os.environ.get("TEST_MONGODB_URL"),
+        reason="needs a real MongoDB: set TEST_MONGODB_URL",
+    )
+    return pytest.mark.real_server(needs_one(test))
 
 
 @real_server
