@@ -273,17 +273,25 @@ def _keep_an_admin(user: User) -> None:
         raise ValueError(f"{user.username} is the only admin: add another first")
 
 
-def remove_user(redis: RedisClient, username: str) -> int:
+def remove_user(redis: RedisClient, username: str, *, actor: str | None = None) -> int:
     """Delete an account and end its sessions; returns how many were open."""
     user = _account(username)
     _keep_an_admin(user)
     user.delete()
     ended = end_sessions_of(redis, username)
-    audit("user.remove", "ok", target=username, detail=f"{ended} sessions ended")
+    audit(
+        "user.remove",
+        "ok",
+        actor=actor,
+        target=username,
+        detail=f"{ended} sessions ended",
+    )
     return ended
 
 
-def change_role(redis: RedisClient, username: str, role: str) -> int:
+def change_role(
+    redis: RedisClient, username: str, role: str, *, actor: str | None = None
+) -> int:
     """Give an account another role. Its sessions end, so every page and stream
     of that person starts again with what the new role may see."""
     if role not in ROLES:
@@ -294,17 +302,19 @@ def change_role(redis: RedisClient, username: str, role: str) -> int:
     _keep_an_admin(user)
     user.update(set__role=role)
     ended = end_sessions_of(redis, username)
-    audit("user.role", "ok", target=username, detail=f"now {role}")
+    audit("user.role", "ok", actor=actor, target=username, detail=f"now {role}")
     return ended
 
 
-def change_password(redis: RedisClient, username: str, password: str) -> int:
+def change_password(
+    redis: RedisClient, username: str, password: str, *, actor: str | None = None
+) -> int:
     """Set a new password and end the account's sessions (signed out everywhere)."""
     check_password_strength(password)
     user = _account(username)
     user.update(set__password_hash=hash_password(password))
     ended = end_sessions_of(redis, username)
-    audit("user.password", "ok", target=username)
+    audit("user.password", "ok", actor=actor, target=username)
     return ended
 
 

@@ -6,6 +6,7 @@ can patch the standard library for gevent before anything else loads.
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from collections.abc import Callable
@@ -68,12 +69,17 @@ def _redis(settings: Any) -> Any:
     return redis_from_url(settings.redis_url)
 
 
+def _operator() -> str:
+    """Who ran an account command, for the audit trail."""
+    return f"{getpass.getuser()} (cli)"
+
+
 def _account_change(change: Callable[..., int], *args: Any) -> int:
     """Run an account change against MongoDB and Redis; its refusal is one line."""
     settings = _settings()
     _connect(settings)
     try:
-        return change(_redis(settings), *args)
+        return change(_redis(settings), *args, actor=_operator())
     except (LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -89,7 +95,7 @@ def _sessions(count: int) -> str:
 def users_add(name: str, role: str, password_stdin: bool) -> None:
     """Add the account NAME with ROLE."""
     from backend.auth import check_password_strength, create_user
-    from backend.models import User
+    from backend.models import User, audit
 
     settings = _settings()
     _connect(settings)
@@ -101,6 +107,7 @@ def users_add(name: str, role: str, password_stdin: bool) -> None:
         create_user(name, password, role)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    audit("user.add", "ok", actor=_operator(), target=name, detail=f"role {role}")
     click.echo(f"user {name} added with role {role}")
 
 
@@ -146,6 +153,37 @@ def users_set_password(name: str, password_stdin: bool) -> None:
     password = _read_password(password_stdin)
     ended = _account_change(change_password, name, password)
     click.echo(f"password of {name} changed; {_sessions(ended)}")
+
+
+@cli.command("audit")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--actor", help="Only what this account did.")
+@click.option("--action", help="Only this action (login, terminate, user.role, ...).")
+@click.option("--target", help="Only what concerns this worker, region or account.")
+def audit_trail(
+    limit: int, actor: str | None, action: str | None, target: str | None
+) -> None:
+    """Show the newest entries of the audit trail, oldest first."""
+    from backend.models import AuditEntry
+
+    _connect(_settings())
+    query = {
+        name: value
+        for name, value in (("actor", actor), ("action", action), ("target", target))
+        if value
+    }
+    entries = list(AuditEntry.objects(**query).order_by("-at").limit(limit))
+    for entry in reversed(entries):
+        fields = (
+            entry.at.isoformat(timespec="seconds"),
+            entry.actor,
+            entry.action,
+            entry.target,
+            entry.outcome,
+            entry.detail,
+            entry.client_address,
+        )
+        click.echo("\t".join(field or "-" for field in fields))
 
 
 @cli.command()

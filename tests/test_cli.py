@@ -155,6 +155,42 @@ def test_users_commands_refuse_in_one_line(one_database, mocked_aws, argv, messa
     assert User.objects.get(username="ivan").role == "admin"
 
 
+def test_audit_shows_the_newest_entries_and_who_ran_the_command(
+    one_database, mocked_aws
+):
+    import getpass
+
+    add_user("judy", "admin")
+    add_user("mallory", "user")
+    runner = CliRunner()
+    for role in ("admin", "user", "admin"):
+        changed = runner.invoke(cli, ["users", "set-role", "mallory", "--role", role])
+        assert changed.exit_code == 0, changed.output
+
+    result = runner.invoke(cli, ["audit", "--action", "user.role", "--limit", "2"])
+
+    assert result.exit_code == 0, result.output
+    rows = [line.split("\t") for line in result.output.splitlines()]
+    assert [row[1:6] for row in rows] == [
+        [f"{getpass.getuser()} (cli)", "user.role", "mallory", "ok", "now user"],
+        [f"{getpass.getuser()} (cli)", "user.role", "mallory", "ok", "now admin"],
+    ]
+    assert rows[0][0] <= rows[1][0]
+    assert rows[0][0].endswith("+00:00")
+    added = runner.invoke(cli, ["audit", "--action", "user.add"]).output.splitlines()
+    assert [line.split("\t")[3:6] for line in added] == [
+        ["judy", "ok", "role admin"],
+        ["mallory", "ok", "role user"],
+    ]
+
+
+def test_audit_refuses_a_bad_limit_in_one_line(one_database, mocked_aws):
+    result = CliRunner().invoke(cli, ["audit", "--limit", "0"])
+
+    assert result.exit_code == 2
+    assert "Invalid value for '--limit'" in result.output
+
+
 def test_refresh_prints_a_one_line_summary(environment, fleet):
     fleet.launch("lab", count=2)
 
