@@ -70,6 +70,11 @@ describe('WorkerDetailsView', () => {
     expect(dialog().textContent).toContain('OSPF area')
     expect(dialog().textContent).toContain('Read timed out')
     expect(workersApi.listLabs).toHaveBeenCalledWith('w-edge')
+    const stamps = [...dialog().querySelectorAll('.source-stamp p')].map((p) =>
+      p.textContent.split(' ').slice(0, 2).join(' '),
+    )
+    // EC2, CloudWatch, CML, Labs
+    expect(stamps).toEqual(['Last read', 'Newest datapoint', 'Last read', 'Last read'])
   })
 
   it('gives admins the lifecycle and monitoring controls', async () => {
