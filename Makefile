@@ -39,9 +39,11 @@ system-packages:
 	@command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
-lint: $(STAMP)
+lint: $(STAMP) frontend/node_modules/.installed
 	$(BIN)/ruff check backend tests bench
+	$(BIN)/ruff format --check backend tests bench
 	$(BIN)/mypy
+	cd frontend && npm run lint
 
 test-frontend: frontend/node_modules/.installed
 	cd frontend && npm test
