@@ -42,6 +42,18 @@ export const SORT_FIELDS = {
   refreshed: (worker) => parseTime(lastRefreshedAt(worker)),
 }
 
+/** The orders offered beside the cards (the table sorts by its column headers). */
+export const SORT_CHOICES = [
+  { key: 'name', label: 'Name' },
+  { key: 'status', label: 'Status' },
+  { key: 'region', label: 'Region' },
+  { key: 'cpu', label: 'CPU' },
+  { key: 'memory', label: 'Memory' },
+  { key: 'labs', label: 'Labs' },
+  { key: 'nodes', label: 'Running nodes' },
+  { key: 'refreshed', label: 'Last refreshed' },
+]
+
 const compareValues = (a, b) => (a < b ? -1 : a > b ? 1 : 0)
 
 /** Sorts a copy; absent values go last in either direction, ties fall back to the name. */

@@ -106,6 +106,28 @@ describe('DashboardView', () => {
     expect(cpuHeader.attributes('aria-sort')).toBe('descending')
   })
 
+  it('sorts the cards by the chosen field, in either direction', async () => {
+    const { wrapper } = await mountDashboard()
+
+    const select = wrapper.find('select option[value="cpu"]').element.parentElement
+    select.value = 'cpu'
+    select.dispatchEvent(new Event('change'))
+    await flushPromises()
+    expect(cardNames(wrapper)).toEqual(['bravo', 'alpha'])
+
+    const descending = wrapper.find('button[aria-label="Descending"]')
+    expect(descending.attributes('aria-pressed')).toBe('false')
+    await descending.trigger('click')
+    expect(descending.attributes('aria-pressed')).toBe('true')
+    expect(cardNames(wrapper)).toEqual(['alpha', 'bravo'])
+
+    const tableButton = wrapper.findAll('button').find((button) => button.text() === 'Table')
+    await tableButton.trigger('click')
+    expect(wrapper.find('button[aria-label="Descending"]').exists()).toBe(false)
+    const cpuHeader = wrapper.findAll('th').find((th) => th.text().startsWith('CPU'))
+    expect(cpuHeader.attributes('aria-sort')).toBe('descending')
+  })
+
   it('offers launch and import to admins only', async () => {
     const buttonNames = (wrapper) => wrapper.findAll('button').map((button) => button.text())
 
