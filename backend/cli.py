@@ -71,7 +71,11 @@ def _redis(settings: Any) -> Any:
 
 def _operator() -> str:
     """Who ran an account command, for the audit trail."""
-    return f"{getpass.getuser()} (cli)"
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # a container user with no name
+        name = f"uid {os.getuid()}"
+    return f"{name} (cli)"
 
 
 def _account_change(change: Callable[..., int], *args: Any) -> int:
