@@ -289,7 +289,6 @@ def main() -> None:
             connect_mongo(settings)
             database = get_db()
             database.client.drop_database(database.name)
-            connect_mongo(settings)
             for _ in initialise(settings):
                 pass
             redis = redis_from_url(settings.redis_url)
